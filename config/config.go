@@ -1,0 +1,198 @@
+// Package config holds the knockd.conf model and its parser.
+package config
+
+import (
+	"fmt"
+	"net/netip"
+	"strings"
+	"time"
+)
+
+// Proto is a transport protocol number as it appears in the IP header.
+type Proto uint8
+
+// The two protocols a knock can use.
+const (
+	TCP Proto = 6
+	UDP Proto = 17
+)
+
+// String returns "tcp" or "udp", as knockd.conf spells them.
+func (p Proto) String() string {
+	switch p {
+	case TCP:
+		return "tcp"
+	case UDP:
+		return "udp"
+	}
+	return fmt.Sprintf("proto(%d)", uint8(p))
+}
+
+// Knock is one element of a sequence: a port and its protocol.
+type Knock struct {
+	Port  uint16
+	Proto Proto
+}
+
+// String returns the knockd.conf form "port:proto".
+func (k Knock) String() string { return fmt.Sprintf("%d:%s", k.Port, k.Proto) }
+
+// TCP header flag bits, as in the 13th byte of the TCP header.
+const (
+	FIN uint8 = 0x01
+	SYN uint8 = 0x02
+	RST uint8 = 0x04
+	PSH uint8 = 0x08
+	ACK uint8 = 0x10
+	URG uint8 = 0x20
+)
+
+// Flags is a door's TCPFlags directive. The zero value accepts any TCP
+// packet.
+type Flags struct {
+	Set   uint8 // bits that must be set
+	Unset uint8 // bits that must be clear
+}
+
+// Match reports whether a TCP packet carrying flags satisfies f.
+func (f Flags) Match(flags uint8) bool {
+	return flags&f.Set == f.Set && flags&f.Unset == 0
+}
+
+// String returns f in the TCPFlags syntax, for example "syn,!ack".
+func (f Flags) String() string {
+	names := []struct {
+		bit  uint8
+		name string
+	}{{FIN, "fin"}, {SYN, "syn"}, {RST, "rst"}, {PSH, "psh"}, {ACK, "ack"}, {URG, "urg"}}
+	var parts []string
+	for _, n := range names {
+		if f.Set&n.bit != 0 {
+			parts = append(parts, n.name)
+		}
+	}
+	for _, n := range names {
+		if f.Unset&n.bit != 0 {
+			parts = append(parts, "!"+n.name)
+		}
+	}
+	return strings.Join(parts, ",")
+}
+
+// Default values of knockd 0.8.
+const (
+	DefaultSeqTimeout = 25 * time.Second
+	DefaultCmdTimeout = 10 * time.Second
+	DefaultPidFile    = "/var/run/knockd.pid"
+	// MaxSequence is the longest sequence knockd accepts.
+	MaxSequence = 32
+)
+
+// Door is one knock section of knockd.conf.
+type Door struct {
+	// Name is the section name, used in every log line about the door.
+	Name string
+	// Line is the line of the section header, for messages.
+	Line int
+	// Sequence is the knock sequence. For a one-time door it is the
+	// current (first unused) line of OneTimeFile.
+	Sequence []Knock
+	// OneTimeFile is the One_Time_Sequences path; empty for a fixed
+	// sequence.
+	OneTimeFile string
+	// OneTimeOffset is the byte offset in OneTimeFile of the line that
+	// Sequence came from. Valid iff OneTimeFile != "".
+	OneTimeOffset int64
+	// SeqTimeout is the time allowed from the first knock to the last.
+	SeqTimeout time.Duration
+	// Flags is the TCPFlags filter; the zero value accepts any flags.
+	Flags Flags
+	// StartCommand and StopCommand are run for IPv4 knockers, and for
+	// IPv6 knockers when the _6 forms are empty. Empty means none.
+	StartCommand, StopCommand string
+	// StartCommand6 and StopCommand6 are the IPv6 forms.
+	StartCommand6, StopCommand6 string
+	// CmdTimeout is the delay between the start and the stop command.
+	CmdTimeout time.Duration
+	// Target is the address the knocks must be sent to. The zero value
+	// means any of the host's own addresses.
+	Target netip.Addr
+}
+
+// Commands returns the start and stop commands for a knocker at src, with
+// %IP% replaced by its address. An IPv6 knocker gets the _6 commands,
+// each falling back to the plain one when unset.
+func (d *Door) Commands(src netip.Addr) (start, stop string) {
+	start, stop = d.StartCommand, d.StopCommand
+	if src.Is6() && !src.Is4In6() {
+		if d.StartCommand6 != "" {
+			start = d.StartCommand6
+		}
+		if d.StopCommand6 != "" {
+			stop = d.StopCommand6
+		}
+	}
+	ip := src.Unmap().String()
+	return strings.ReplaceAll(start, "%IP%", ip), strings.ReplaceAll(stop, "%IP%", ip)
+}
+
+// Config is a whole knockd.conf.
+type Config struct {
+	// Path is the file the configuration was read from.
+	Path string
+	// UseSyslog sends log lines to syslog.
+	UseSyslog bool
+	// LogFile, PidFile and Interface are the [options] of the same name;
+	// empty when not given (PidFile then defaults to DefaultPidFile).
+	LogFile, PidFile, Interface string
+	// StateFile is where pending stop commands are recorded; empty means
+	// the default location chosen by the daemon.
+	StateFile string
+	// MaxAttempts caps the knock attempts in progress; 0 means the
+	// matcher's default.
+	MaxAttempts int
+	// MaxCommands caps the commands running at once; 0 means the
+	// runner's default.
+	MaxCommands int
+	// Doors are the knock sections in file order.
+	Doors []*Door
+	// Warnings are problems that do not stop start-up, such as a door
+	// with no command, one message each in FILE:LINE form.
+	Warnings []string
+}
+
+// Error is a configuration error. It prints as
+// "FILE:LINE: [section] key: message".
+type Error struct {
+	File    string // the file, as given to Load or Parse
+	Line    int    // 0 when the error is not tied to a line
+	Section string // empty when not in a section
+	Key     string // empty when not about a key
+	Msg     string // what is wrong and, where it helps, what would be right
+	// Err is the underlying error, such as an fs.ErrNotExist for a
+	// missing file, or nil. Msg already includes its text.
+	Err error
+}
+
+// Unwrap returns e.Err, so that errors.Is(err, fs.ErrNotExist) and
+// errors.Is(err, ErrNoSequence) see through an *Error.
+func (e *Error) Unwrap() error { return e.Err }
+
+// Error returns the message in the form "FILE:LINE: [section] key: message",
+// leaving out the parts that are empty.
+func (e *Error) Error() string {
+	var b strings.Builder
+	b.WriteString(e.File)
+	if e.Line > 0 {
+		fmt.Fprintf(&b, ":%d", e.Line)
+	}
+	b.WriteString(": ")
+	if e.Section != "" {
+		fmt.Fprintf(&b, "[%s] ", e.Section)
+	}
+	if e.Key != "" {
+		fmt.Fprintf(&b, "%s: ", e.Key)
+	}
+	b.WriteString(e.Msg)
+	return b.String()
+}
