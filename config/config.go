@@ -145,9 +145,10 @@ type Config struct {
 	// LogFile, PidFile and Interface are the [options] of the same name;
 	// empty when not given (PidFile then defaults to DefaultPidFile).
 	LogFile, PidFile, Interface string
-	// StateFile is where pending stop commands are recorded; empty means
+	// StateDir is the directory where pending stop commands are recorded
+	// (one file each), so that they survive restarts; empty means
 	// the default location chosen by the daemon.
-	StateFile string
+	StateDir string
 	// MaxAttempts caps the knock attempts in progress; 0 means the
 	// matcher's default.
 	MaxAttempts int

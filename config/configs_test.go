@@ -1,0 +1,186 @@
+package config
+
+import (
+	"net/netip"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+)
+
+// cmpAddr compares netip.Addr values, whose fields are unexported.
+var cmpAddr = cmp.Comparer(func(a, b netip.Addr) bool { return a == b })
+
+// seq builds a sequence from "port" (TCP) and "port/u" (UDP) shorthands
+// given as ints: a negative port is UDP.
+func seq(ports ...int) []Knock {
+	var s []Knock
+	for _, p := range ports {
+		if p < 0 {
+			s = append(s, Knock{Port: uint16(-p), Proto: UDP})
+		} else {
+			s = append(s, Knock{Port: uint16(p), Proto: TCP})
+		}
+	}
+	return s
+}
+
+// door returns a door with knockd's defaults, for tests to adjust.
+func door(name string, line int, s []Knock) *Door {
+	return &Door{Name: name, Line: line, Sequence: s, SeqTimeout: DefaultSeqTimeout, CmdTimeout: DefaultCmdTimeout}
+}
+
+// with applies f to d and returns d, to keep tables short.
+func with(d *Door, f func(*Door)) *Door { f(d); return d }
+
+// TestConfigs loads every file in configs/ (the tutorial's examples among
+// them) the way the daemon would, from the repository root.
+func TestConfigs(t *testing.T) {
+	t.Chdir("..")
+	syn := Flags{Set: SYN}
+	tests := []struct {
+		file string
+		want *Config
+	}{
+		{
+			file: "configs/tutorial-ssh.conf",
+			want: &Config{
+				UseSyslog: true,
+				Doors: []*Door{
+					with(door("openSSH", 8, seq(7000, 8000, 9000)), func(d *Door) {
+						d.SeqTimeout = 5 * time.Second
+						d.Flags = syn
+						d.StartCommand = "/sbin/iptables -A INPUT -s %IP% -p tcp --dport 22 -j ACCEPT"
+					}),
+					with(door("closeSSH", 15, seq(9000, 8000, 7000)), func(d *Door) {
+						d.SeqTimeout = 5 * time.Second
+						d.Flags = syn
+						d.StartCommand = "/sbin/iptables -D INPUT -s %IP% -p tcp --dport 22 -j ACCEPT"
+					}),
+				},
+			},
+		},
+		{
+			file: "configs/tutorial-openclose.conf",
+			want: &Config{
+				UseSyslog: true,
+				Doors: []*Door{
+					with(door("opencloseSSH", 8, seq(-2222, 3333, -4444)), func(d *Door) {
+						d.SeqTimeout = 15 * time.Second
+						d.Flags = Flags{Set: SYN | ACK}
+						d.StartCommand = "/usr/sbin/iptables -A INPUT -s %IP% -p tcp --syn --dport 22 -j ACCEPT"
+						d.CmdTimeout = 10 * time.Second
+						d.StopCommand = "/usr/sbin/iptables -D INPUT -s %IP% -p tcp --syn --dport 22 -j ACCEPT"
+					}),
+				},
+			},
+		},
+		{
+			file: "configs/tutorial-onetime.conf",
+			want: &Config{
+				Doors: []*Door{
+					with(door("openHello", 9, seq(6110, 6120, 6130)), func(d *Door) {
+						d.OneTimeFile = "configs/sequences.seq"
+						d.OneTimeOffset = 0
+						d.SeqTimeout = 5 * time.Second
+						d.Flags = syn
+						d.StartCommand = `echo "Je suis ouvert"`
+					}),
+					with(door("closeHello", 16, seq(9100, 9500, 9900)), func(d *Door) {
+						d.SeqTimeout = 5 * time.Second
+						d.Flags = syn
+						d.StartCommand = `echo "Je suis ferme"`
+					}),
+				},
+			},
+		},
+		{
+			file: "configs/tutorial-ftp.conf",
+			want: &Config{
+				Doors: []*Door{
+					with(door("openFTP", 6, seq(23077, -12044, 13001, -42967)), func(d *Door) {
+						d.SeqTimeout = 5 * time.Second
+						d.Flags = syn
+						d.StartCommand = "/sbin/iptables -I INPUT -d 198.51.100.1 -s %IP% -p tcp --dport 21 -j ACCEPT"
+					}),
+					with(door("closeFTP", 12, seq(23078, -12045, 13002, -42968)), func(d *Door) {
+						d.SeqTimeout = 5 * time.Second
+						d.Flags = syn
+						d.StartCommand = "/sbin/iptables -D INPUT -d 198.51.100.1 -s %IP% -p tcp --dport 21 -j ACCEPT"
+					}),
+					with(door("openWEBMIN", 18, seq(44295, -50155, 11932, -24085)), func(d *Door) {
+						d.SeqTimeout = 5 * time.Second
+						d.Flags = syn
+						d.StartCommand = "/sbin/iptables -I INPUT -d 198.51.100.1 -s %IP% -p tcp --dport 10000 -j ACCEPT"
+					}),
+					with(door("closeWEBMIN", 24, seq(44296, -50156, 11933, -24086)), func(d *Door) {
+						d.SeqTimeout = 5 * time.Second
+						d.Flags = syn
+						d.StartCommand = "/sbin/iptables -D INPUT -d 198.51.100.1 -s %IP% -p tcp --dport 10000 -j ACCEPT"
+					}),
+					with(door("REBOOT", 30, seq(23654, -50443, 20978, -31855)), func(d *Door) {
+						d.SeqTimeout = 5 * time.Second
+						d.Flags = syn
+						d.StartCommand = "/sbin/shutdown -r +1"
+					}),
+				},
+			},
+		},
+		{
+			file: "configs/example.conf",
+			want: &Config{
+				LogFile: "/tmp/knockd-example-daemon.log",
+				Doors: []*Door{
+					with(door("open", 11, seq(7000, 8000, 9000)), func(d *Door) {
+						d.SeqTimeout = 10 * time.Second
+						d.Flags = syn
+						d.StartCommand = `echo "$(date) open %IP%" >> /tmp/knockd-example.log`
+						d.CmdTimeout = 30 * time.Second
+						d.StopCommand = `echo "$(date) close %IP% (timeout)" >> /tmp/knockd-example.log`
+					}),
+					with(door("close", 20, seq(9000, 8000, 7000)), func(d *Door) {
+						d.SeqTimeout = 10 * time.Second
+						d.Flags = syn
+						d.StartCommand = `echo "$(date) close %IP%" >> /tmp/knockd-example.log`
+					}),
+				},
+			},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(filepath.Base(tt.file), func(t *testing.T) {
+			got, err := Load(tt.file)
+			if err != nil {
+				t.Fatalf("Load: %v", err)
+			}
+			tt.want.Path = tt.file
+			if diff := cmp.Diff(tt.want, got, cmpAddr); diff != "" {
+				t.Errorf("Load(%q) mismatch (-want +got):\n%s", tt.file, diff)
+			}
+		})
+	}
+}
+
+// TestConfigsAllLoad makes sure no file in configs/ is left untested or
+// broken.
+func TestConfigsAllLoad(t *testing.T) {
+	t.Chdir("..")
+	files, err := filepath.Glob("configs/*.conf")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(files) < 5 {
+		t.Fatalf("found only %d files in configs/: %q", len(files), files)
+	}
+	for _, f := range files {
+		c, err := Load(f)
+		if err != nil {
+			t.Errorf("Load: %v", err)
+			continue
+		}
+		if len(c.Warnings) > 0 {
+			t.Errorf("%s: unexpected warnings %q", f, c.Warnings)
+		}
+	}
+}

@@ -1,0 +1,577 @@
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"math"
+	"net/netip"
+	"os"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"gopkg.in/ini.v1"
+)
+
+// Load reads the knockd.conf at path and parses it with Parse. A file
+// that cannot be read gives an *Error naming path that wraps the
+// underlying error (errors.Is(err, fs.ErrNotExist) works).
+func Load(path string) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, &Error{File: path, Msg: "cannot read the configuration: " + pathErrText(err), Err: err}
+	}
+	return Parse(path, data)
+}
+
+// Parse parses data, the contents of the knockd.conf at path, with the
+// rules of knockd 0.8, except that input knockd would misread silently is
+// rejected. path is used only in messages, as given. A door with
+// One_Time_Sequences reads that file (relative to the working directory,
+// as knockd does) for its first unused sequence.
+//
+// Every error is an *Error that names the file, the line and, where it
+// applies, the section and the key. Problems that do not stop knockd from
+// working, such as a door with no command, go to Config.Warnings.
+func Parse(path string, data []byte) (*Config, error) {
+	return parse(path, data, func(p string) ([]Knock, int64, error) {
+		seq, off, _, err := NextOneTime(p, 0)
+		return seq, off, err
+	})
+}
+
+// oneTimeReader returns the first usable sequence of a one-time sequence
+// file and its offset. Tests and fuzzing replace NextOneTime with a fake
+// so that arbitrary input never reads arbitrary files.
+type oneTimeReader func(path string) ([]Knock, int64, error)
+
+func parse(path string, data []byte, readOneTime oneTimeReader) (*Config, error) {
+	secs, scanErr := scan(path, data)
+	attachINI(data, secs)
+	b := &builder{path: path, cfg: &Config{Path: path}, readOneTime: readOneTime}
+	for _, s := range secs {
+		if err := b.section(s); err != nil {
+			return nil, err
+		}
+	}
+	if scanErr != nil {
+		return nil, scanErr
+	}
+	return b.cfg, nil
+}
+
+// The file is read twice. scan follows knockd's own line-by-line reading
+// and knows what ini.v1 does not tell: line numbers, directives that come
+// before any section, and doors defined twice. ini.v1 then reads the
+// values (attachINI). Where it reads a line differently from knockd (it
+// takes a leading backquote or """ for quotes), the line's own text is
+// used; FuzzParse checks that there is no other difference.
+
+// section is one [name] block of the file, as scanned.
+type section struct {
+	name    string
+	line    int
+	options bool    // [options], in any case
+	entries []entry // its directives in file order
+	partial bool    // scanning stopped inside it, at an error
+}
+
+// entry is one directive line.
+type entry struct {
+	line int
+	key  string // as written, trimmed
+	raw  string // everything after the first "=", trimmed
+	bare bool   // a word alone on its line, with no "="
+
+	ini    string // the value as ini.v1 read it
+	hasINI bool   // ini.v1 read the line as this entry
+}
+
+// scan splits data into sections and directives. It stops at the first
+// line that fits neither, returning what it read so far and an error
+// about that line.
+func scan(path string, data []byte) ([]*section, *Error) {
+	data = bytes.TrimPrefix(data, []byte("\xef\xbb\xbf")) // a UTF-8 BOM, as ini.v1 skips it
+	var (
+		secs  []*section
+		cur   *section
+		doors = map[string]int{} // door name -> header line
+	)
+	fail := func(line int, sec, msg string) ([]*section, *Error) {
+		if cur != nil {
+			cur.partial = true
+		}
+		return secs, &Error{File: path, Line: line, Section: sec, Msg: msg}
+	}
+	for i, l := range bytes.Split(data, []byte("\n")) {
+		n := i + 1
+		t := strings.TrimSpace(string(l))
+		switch {
+		case t == "", t[0] == '#', t[0] == ';':
+			continue
+		case t[0] == '[':
+			end := strings.LastIndexByte(t, ']')
+			if end < 0 {
+				return fail(n, "", `section header has no closing "]": write [name]`)
+			}
+			if end != len(t)-1 {
+				return fail(n, "", `unexpected text after "]": a section header is [name] alone on its line`)
+			}
+			name := strings.TrimSpace(t[1:end])
+			if name == "" {
+				return fail(n, "", "empty section name: write [options], or a door name such as [openSSH]")
+			}
+			if strings.ContainsAny(name, "[]") {
+				return fail(n, "", fmt.Sprintf("section name %q may not contain [ or ]", name))
+			}
+			s := &section{name: name, line: n, options: strings.EqualFold(name, "options")}
+			if !s.options {
+				if prev, ok := doors[name]; ok {
+					return fail(n, name, fmt.Sprintf("door %q is already defined at line %d: give each door a name of its own", name, prev))
+				}
+				doors[name] = n
+			}
+			secs = append(secs, s)
+			cur = s
+		default:
+			if cur == nil {
+				return fail(n, "", "all directives must belong to a section: put [options], or a door header such as [openSSH], above this line")
+			}
+			e := entry{line: n, key: t, bare: true}
+			if k, v, ok := strings.Cut(t, "="); ok {
+				e = entry{line: n, key: strings.TrimSpace(k), raw: strings.TrimSpace(v)}
+				if e.key == "" {
+					return fail(n, cur.name, `no key before "=": write key = value`)
+				}
+			}
+			cur.entries = append(cur.entries, e)
+		}
+	}
+	return secs, nil
+}
+
+// iniOptions make ini.v1 read a value the way knockd does: the whole rest
+// of the line after the first "=", "#", ";" and quotes included, with no
+// continuation lines, bare words allowed and repeated keys all kept.
+// Section names keep their case (door names are case-sensitive), repeated
+// sections stay apart, and the child delimiter is a newline, which no
+// section name can hold, so no section inherits another's keys.
+var iniOptions = ini.LoadOptions{
+	InsensitiveKeys:            true,
+	IgnoreInlineComment:        true,
+	IgnoreContinuation:         true,
+	AllowBooleanKeys:           true,
+	AllowShadows:               true,
+	AllowDuplicateShadowValues: true,
+	AllowNonUniqueSections:     true,
+	PreserveSurroundedQuote:    true,
+	KeyValueDelimiters:         "=",
+	ChildSectionDelimiter:      "\n",
+}
+
+// attachINI reads data with ini.v1 and gives each scanned entry the value
+// ini.v1 read for it. Entries are matched by section order, key and
+// occurrence. Where ini.v1 cannot read the file, or reads it into a
+// different shape (it drops empty values and fails on a repeated bare
+// word, both of which knockd accepts), entries keep only their raw value.
+func attachINI(data []byte, secs []*section) {
+	f, err := loadINI(data)
+	if err != nil {
+		return
+	}
+	all := f.Sections()
+	// The first section is ini.v1's implicit DEFAULT; scan rejects
+	// directives outside a section, so it is empty.
+	if len(all) != len(secs)+1 {
+		return
+	}
+	for i, is := range all[1:] {
+		vals := map[string][]string{}
+		for _, k := range is.Keys() {
+			vals[k.Name()] = k.ValueWithShadows()
+		}
+		count := map[string]int{}
+		for _, e := range secs[i].entries {
+			count[strings.ToLower(e.key)]++
+		}
+		seen := map[string]int{}
+		for j := range secs[i].entries {
+			e := &secs[i].entries[j]
+			k := strings.ToLower(e.key)
+			nth := seen[k]
+			seen[k]++
+			if v := vals[k]; len(v) == count[k] && !e.bare {
+				e.ini, e.hasINI = v[nth], true
+			}
+		}
+	}
+}
+
+// loadINI runs ini.v1 on data. It is not our code: should it ever panic
+// on strange input, the raw values are used instead of taking the daemon
+// down.
+func loadINI(data []byte) (f *ini.File, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			f, err = nil, fmt.Errorf("ini: panic: %v", r)
+		}
+	}()
+	return ini.LoadSources(iniOptions, data)
+}
+
+// iniQuoted reports whether ini.v1 takes the value for a quoted string
+// (a leading backquote or """) and keeps only what is inside the quotes.
+// knockd keeps the whole text, so a command such as
+// "`which iptables` -A INPUT ..." must be used as written.
+func iniQuoted(raw string) bool {
+	return strings.HasPrefix(raw, "`") || len(raw) > 3 && strings.HasPrefix(raw, `"""`)
+}
+
+// value returns the value of e: ini.v1's reading, except where ini.v1 did
+// not read the line or reads quotes that knockd does not.
+func (e entry) value() string {
+	if !e.hasINI || iniQuoted(e.raw) {
+		return e.raw
+	}
+	return e.ini
+}
+
+// keyKind says which sections a key belongs to.
+type keyKind int
+
+const (
+	optionKey keyKind = iota + 1
+	doorKey
+)
+
+// keyDef describes one knockd.conf key.
+type keyDef struct {
+	name    string  // spelling for messages
+	id      string  // the key this one is an alias of, or its own lower-case name
+	kind    keyKind // which section it belongs in
+	example string  // a valid value, for messages
+}
+
+const (
+	exampleStart = "/sbin/iptables -A INPUT -s %IP% -p tcp --dport 22 -j ACCEPT"
+	exampleStop  = "/sbin/iptables -D INPUT -s %IP% -p tcp --dport 22 -j ACCEPT"
+)
+
+// keyDefs are the known keys by lower-case name.
+var keyDefs = map[string]keyDef{
+	"usesyslog":          {"UseSyslog", "usesyslog", optionKey, ""},
+	"logfile":            {"LogFile", "logfile", optionKey, "/var/log/knockd.log"},
+	"pidfile":            {"PidFile", "pidfile", optionKey, DefaultPidFile},
+	"interface":          {"Interface", "interface", optionKey, "eth0"},
+	"statedir":           {"StateDir", "statedir", optionKey, "/var/lib/knockd"},
+	"maxattempts":        {"MaxAttempts", "maxattempts", optionKey, "10000"},
+	"maxcommands":        {"MaxCommands", "maxcommands", optionKey, "16"},
+	"sequence":           {"Sequence", "sequence", doorKey, "7000,8000:udp,9000"},
+	"one_time_sequences": {"One_Time_Sequences", "one_time_sequences", doorKey, "/etc/knockd/sequences.seq"},
+	"seq_timeout":        {"Seq_Timeout", "seq_timeout", doorKey, "25"},
+	"timeout":            {"Timeout", "seq_timeout", doorKey, "25"},
+	"tcpflags":           {"TCPFlags", "tcpflags", doorKey, "syn,!ack"},
+	"start_command":      {"Start_Command", "start_command", doorKey, exampleStart},
+	"command":            {"Command", "start_command", doorKey, exampleStart},
+	"start_command_6":    {"Start_Command_6", "start_command_6", doorKey, strings.Replace(exampleStart, "iptables", "ip6tables", 1)},
+	"command_6":          {"Command_6", "start_command_6", doorKey, strings.Replace(exampleStart, "iptables", "ip6tables", 1)},
+	"stop_command":       {"Stop_Command", "stop_command", doorKey, exampleStop},
+	"stop_command_6":     {"Stop_Command_6", "stop_command_6", doorKey, strings.Replace(exampleStop, "iptables", "ip6tables", 1)},
+	"cmd_timeout":        {"Cmd_Timeout", "cmd_timeout", doorKey, "10"},
+	"target":             {"Target", "target", doorKey, "192.0.2.1"},
+}
+
+// builder turns scanned sections into a Config.
+type builder struct {
+	path        string
+	cfg         *Config
+	readOneTime oneTimeReader
+}
+
+// doorState is a door being built, with the lines of the keys that the
+// checks at its end refer to.
+type doorState struct {
+	d                 *Door
+	seqLine, otsLine  int
+	seqKey, otsKey    string
+	stopLine, stop6Ln int
+	stopKey, stop6Key string
+}
+
+func (b *builder) section(s *section) *Error {
+	var ds *doorState
+	if !s.options {
+		ds = &doorState{d: &Door{
+			Name:       s.name,
+			Line:       s.line,
+			SeqTimeout: DefaultSeqTimeout,
+			CmdTimeout: DefaultCmdTimeout,
+		}}
+	}
+	for _, e := range s.entries {
+		if err := b.entry(s, ds, e); err != nil {
+			return err
+		}
+	}
+	if ds == nil || s.partial {
+		return nil
+	}
+	if err := b.endDoor(ds); err != nil {
+		return err
+	}
+	b.cfg.Doors = append(b.cfg.Doors, ds.d)
+	return nil
+}
+
+func (b *builder) entry(s *section, ds *doorState, e entry) *Error {
+	lk := strings.ToLower(e.key)
+	def, ok := keyDefs[lk]
+	fail := func(key, format string, args ...any) *Error {
+		return &Error{File: b.path, Line: e.line, Section: s.name, Key: key, Msg: fmt.Sprintf(format, args...)}
+	}
+	if !ok {
+		if e.bare {
+			// "Sequence 7000,8000": a known key, then a value, but no "=".
+			if f := strings.Fields(e.key); len(f) > 1 {
+				if d, ok := keyDefs[strings.ToLower(f[0])]; ok && d.example != "" {
+					return fail(d.name, `missing "=" between the key and its value: write %s = %s`, d.name, strings.TrimSpace(e.key[len(f[0]):]))
+				}
+			}
+		}
+		return fail("", "unknown key %q%s", e.key, suggest(lk, s.options))
+	}
+	switch {
+	case def.kind == doorKey && s.options:
+		return fail(def.name, "this key belongs in a door section (such as [openSSH]), not in [options]")
+	case def.kind == optionKey && !s.options:
+		return fail(def.name, "this key belongs in the [options] section, not in a door section")
+	case def.id == "usesyslog":
+		if !e.bare {
+			return fail(def.name, "takes no value: write UseSyslog alone on its line")
+		}
+		b.cfg.UseSyslog = true
+		return nil
+	case e.bare || e.raw == "":
+		return fail(def.name, "no value: write %s = %s", def.name, def.example)
+	}
+	v := e.value()
+
+	var err error
+	switch def.id {
+	case "logfile":
+		b.cfg.LogFile = v
+	case "pidfile":
+		b.cfg.PidFile = v
+	case "interface":
+		b.cfg.Interface = v
+	case "statedir":
+		b.cfg.StateDir = v
+	case "maxattempts":
+		b.cfg.MaxAttempts, err = parsePositive(v)
+	case "maxcommands":
+		b.cfg.MaxCommands, err = parsePositive(v)
+
+	case "sequence":
+		ds.d.Sequence, err = ParseSequence(v)
+		ds.seqLine, ds.seqKey = e.line, def.name
+	case "one_time_sequences":
+		ds.d.OneTimeFile = v
+		ds.otsLine, ds.otsKey = e.line, def.name
+	case "seq_timeout":
+		var sec int64
+		if sec, err = parseSeconds(v); err == nil && sec == 0 {
+			err = fmt.Errorf("0 seconds would never let a sequence complete: give at least 1 (the default is %d)", int(DefaultSeqTimeout/time.Second))
+		}
+		ds.d.SeqTimeout = time.Duration(sec) * time.Second
+	case "cmd_timeout":
+		var sec int64
+		sec, err = parseSeconds(v)
+		ds.d.CmdTimeout = time.Duration(sec) * time.Second
+	case "tcpflags":
+		var f Flags
+		if f, err = ParseFlags(v); err == nil {
+			// Several TCPFlags lines add up, as in knockd.
+			f.Set |= ds.d.Flags.Set
+			f.Unset |= ds.d.Flags.Unset
+			if err = f.check(); err == nil {
+				ds.d.Flags = f
+			} else {
+				err = fmt.Errorf("with the TCPFlags lines above, %w", err)
+			}
+		}
+	case "start_command":
+		ds.d.StartCommand = v
+	case "start_command_6":
+		ds.d.StartCommand6 = v
+	case "stop_command":
+		ds.d.StopCommand = v
+		ds.stopLine, ds.stopKey = e.line, def.name
+	case "stop_command_6":
+		ds.d.StopCommand6 = v
+		ds.stop6Ln, ds.stop6Key = e.line, def.name
+	case "target":
+		ds.d.Target, err = parseTarget(v)
+	}
+	if err != nil {
+		return fail(def.name, "%s", err)
+	}
+	return nil
+}
+
+// endDoor checks a door once all its lines are read, and reads its first
+// one-time sequence.
+func (b *builder) endDoor(ds *doorState) *Error {
+	d := ds.d
+	fail := func(line int, key, format string, args ...any) *Error {
+		return &Error{File: b.path, Line: line, Section: d.Name, Key: key, Msg: fmt.Sprintf(format, args...)}
+	}
+	switch {
+	case ds.seqLine == 0 && ds.otsLine == 0:
+		return fail(d.Line, "", "has no Sequence: add Sequence = 7000,8000,9000 (or One_Time_Sequences = /path/to/file)")
+	case ds.seqLine != 0 && ds.otsLine != 0:
+		line, key := max(ds.seqLine, ds.otsLine), ds.seqKey
+		if line == ds.otsLine {
+			key = ds.otsKey
+		}
+		return fail(line, key, "a door has either a Sequence (line %d) or One_Time_Sequences (line %d), not both: remove one", ds.seqLine, ds.otsLine)
+	case ds.otsLine != 0:
+		seq, off, err := b.readOneTime(d.OneTimeFile)
+		if err != nil {
+			e := fail(ds.otsLine, ds.otsKey, "%s", err)
+			e.Err = err
+			return e
+		}
+		d.Sequence, d.OneTimeOffset = seq, off
+	}
+
+	warn := func(line int, format string, args ...any) {
+		b.cfg.Warnings = append(b.cfg.Warnings, fmt.Sprintf("%s:%d: [%s] ", b.path, line, d.Name)+fmt.Sprintf(format, args...))
+	}
+	noStart := d.StartCommand == "" && d.StartCommand6 == ""
+	if noStart && d.StopCommand == "" && d.StopCommand6 == "" {
+		warn(d.Line, "has no Start_Command: knocks will only be logged")
+	}
+	if d.StopCommand != "" && d.StartCommand == "" {
+		warn(ds.stopLine, "has a %s but no Start_Command", ds.stopKey)
+	}
+	if d.StopCommand6 != "" && noStart {
+		warn(ds.stop6Ln, "has a %s but no Start_Command_6 or Start_Command", ds.stop6Key)
+	}
+	return nil
+}
+
+// maxSeconds bounds timeouts so that they fit a time.Duration with room
+// to spare: 68 years.
+const maxSeconds = math.MaxInt32
+
+// parseSeconds parses a timeout: a whole, non-negative number of seconds.
+func parseSeconds(v string) (int64, error) {
+	if strings.Trim(v, "0123456789") != "" {
+		return 0, fmt.Errorf("%q is not a whole number of seconds: write digits only, for example 25", v)
+	}
+	n, err := strconv.ParseInt(v, 10, 64)
+	if err != nil || n > maxSeconds {
+		return 0, fmt.Errorf("%s seconds is too long: at most %d", v, maxSeconds)
+	}
+	return n, nil
+}
+
+// parsePositive parses a count: a whole number of at least 1.
+func parsePositive(v string) (int, error) {
+	n, err := strconv.ParseInt(v, 10, 32)
+	if strings.Trim(v, "0123456789") != "" || err != nil && !errors.Is(err, strconv.ErrRange) {
+		return 0, fmt.Errorf("%q is not a whole number: write digits only, for example 100", v)
+	}
+	if err != nil || n < 1 {
+		return 0, fmt.Errorf("%s is out of range: give a number from 1 to %d", v, math.MaxInt32)
+	}
+	return int(n), nil
+}
+
+// parseTarget parses a Target address.
+func parseTarget(v string) (netip.Addr, error) {
+	a, err := netip.ParseAddr(v)
+	if err != nil {
+		return netip.Addr{}, fmt.Errorf("%q is not an IP address: write one address, such as 192.0.2.1 or 2001:db8::1", v)
+	}
+	if a.Zone() != "" {
+		return netip.Addr{}, fmt.Errorf("%q has a zone: packets carry none, write the address alone (%s)", v, a.WithZone(""))
+	}
+	// An IPv4-mapped address names the IPv4 host that packets reach.
+	return a.Unmap(), nil
+}
+
+// suggest returns " (did you mean X?)" for the known key nearest to key,
+// preferring keys of the section at hand, or a list of the keys that
+// belong there when none is near.
+func suggest(key string, options bool) string {
+	want := doorKey
+	if options {
+		want = optionKey
+	}
+	// Separators are the likeliest slip (pid_file, start-command,
+	// command6), so they count only to break ties.
+	plain := strings.NewReplacer("_", "", "-", "", " ", "")
+	pkey := plain.Replace(key)
+	type score struct{ plain, full int }
+	best, bestScore := "", score{math.MaxInt, math.MaxInt}
+	other := optionKey
+	if options {
+		other = doorKey
+	}
+	for _, kind := range []keyKind{want, other} {
+		for k, d := range keyDefs {
+			if d.kind != kind {
+				continue
+			}
+			sc := score{editDistance(pkey, plain.Replace(k)), editDistance(key, k)}
+			if sc.plain < bestScore.plain || sc.plain == bestScore.plain &&
+				(sc.full < bestScore.full || sc.full == bestScore.full && d.name < best) {
+				best, bestScore = d.name, sc
+			}
+		}
+		if bestScore.plain <= max(2, len(pkey)/4) {
+			return fmt.Sprintf(" (did you mean %s?)", best)
+		}
+	}
+	var names []string
+	for _, d := range keyDefs {
+		if d.kind == want {
+			names = append(names, d.name)
+		}
+	}
+	sort.Strings(names)
+	where := "a door section"
+	if options {
+		where = "[options]"
+	}
+	return fmt.Sprintf("; the keys of %s are %s", where, strings.Join(names, ", "))
+}
+
+// editDistance returns the Levenshtein distance between a and b, in bytes.
+func editDistance(a, b string) int {
+	// Config keys are short; an absurdly long bogus key only needs to
+	// come out as "far".
+	if len(a) > 64 {
+		return len(a)
+	}
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(b)]
+}

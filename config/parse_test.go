@@ -1,0 +1,475 @@
+package config
+
+import (
+	"errors"
+	"io/fs"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+)
+
+// tempFiles writes files (name -> contents) into a new temporary
+// directory and returns a replacer that turns $DIR in a test's text into
+// that directory.
+func tempFiles(t *testing.T, files map[string]string) *strings.Replacer {
+	t.Helper()
+	dir := t.TempDir()
+	for name, data := range files {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(data), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return strings.NewReplacer("$DIR", dir)
+}
+
+// oneTimeFiles are the one-time sequence files the table tests may name.
+var oneTimeFiles = map[string]string{
+	"good.seq":  "# comment\n\n 6110,6120:udp,6130\n 6140,6150,6160\n",
+	"used.seq":  "#6110,6120,6130\n#6140,6150,6160\n\n   \n",
+	"empty.seq": "",
+	"bad.seq":   " 6110,6120\n 6130,abc\n",
+}
+
+func TestParseErrors(t *testing.T) {
+	r := tempFiles(t, oneTimeFiles)
+	tests := []struct {
+		name    string
+		conf    string
+		line    int
+		section string
+		key     string
+		msg     string // a substring of the message
+	}{
+		// Keys.
+		{"unknown key with suggestion", "[openSSH]\nsequence = 1\nseq_timout = 5\n",
+			3, "openSSH", "", `unknown key "seq_timout" (did you mean Seq_Timeout?)`},
+		{"unknown key in options with suggestion", "[options]\nlogfle = /tmp/x\n",
+			2, "options", "", `unknown key "logfle" (did you mean LogFile?)`},
+		{"unknown key, nothing near", "[d]\nsequence = 1\nfrobnicate = 5\n",
+			3, "d", "", `unknown key "frobnicate"; the keys of a door section are Cmd_Timeout, Command`},
+		{"unknown bare word", "[d]\nsequence = 1\nverbose\n",
+			3, "d", "", `unknown key "verbose"`},
+		{"missing equals sign", "[d]\nsequence 7000,8000\n",
+			2, "d", "Sequence", `missing "=" between the key and its value: write Sequence = 7000,8000`},
+		{"door key in options", "[options]\nUseSyslog\nsequence = 7000\n",
+			3, "options", "Sequence", "this key belongs in a door section (such as [openSSH]), not in [options]"},
+		{"options key in door", "[openSSH]\nsequence = 7000\nLogFile = /var/log/knockd.log\n",
+			3, "openSSH", "LogFile", "this key belongs in the [options] section, not in a door section"},
+		{"UseSyslog in door", "[d]\nsequence = 7000\nusesyslog\n",
+			3, "d", "UseSyslog", "belongs in the [options] section"},
+		{"UseSyslog with a value", "[options]\nUseSyslog = no\n",
+			2, "options", "UseSyslog", "takes no value: write UseSyslog alone on its line"},
+		{"bare door key", "[d]\nsequence\n",
+			2, "d", "Sequence", "no value: write Sequence = 7000,8000:udp,9000"},
+		{"empty value", "[d]\nsequence = 1\ncommand =\n",
+			3, "d", "Command", "no value: write Command = /sbin/iptables -A INPUT"},
+		{"empty logfile", "[options]\nlogfile = \n",
+			2, "options", "LogFile", "no value: write LogFile = /var/log/knockd.log"},
+
+		// Structure.
+		{"directive before any section", "# knockd.conf\n\nUseSyslog\n[options]\n",
+			3, "", "", "all directives must belong to a section"},
+		{"two doors with the same name", "[options]\nUseSyslog\n[openSSH]\nsequence = 1\n\n[openSSH]\nsequence = 2\n",
+			6, "openSSH", "", `door "openSSH" is already defined at line 3: give each door a name of its own`},
+		{"unclosed section", "[openSSH\nsequence = 1\n",
+			1, "", "", `section header has no closing "]"`},
+		{"text after section", "[openSSH] # door\nsequence = 1\n",
+			1, "", "", `unexpected text after "]"`},
+		{"empty section name", "[ ]\nsequence = 1\n",
+			1, "", "", "empty section name"},
+		{"bracket in section name", "[a]b]\nsequence = 1\n",
+			1, "", "", `section name "a]b" may not contain [ or ]`},
+		{"no key before equals", "[d]\nsequence = 1\n= 5\n",
+			3, "d", "", `no key before "="`},
+		{"door without sequence", "[options]\nUseSyslog\n\n[openSSH]\ncommand = true\n",
+			4, "openSSH", "", "has no Sequence: add Sequence = "},
+		{"door with both sequences", "[d]\nsequence = 1\none_time_sequences = $DIR/good.seq\n",
+			3, "d", "One_Time_Sequences", "a door has either a Sequence (line 2) or One_Time_Sequences (line 3), not both"},
+		{"error in an earlier line wins over a later structural error", "[d]\nsequence = x\n[e\n",
+			2, "d", "Sequence", `"x" is not a port number`},
+
+		// Sequence.
+		{"port not a number", "[d]\nsequence = 7000,abc,9000\n",
+			2, "d", "Sequence", `"abc" is not a port number`},
+		{"port 0", "[d]\nsequence = 7000,0\n",
+			2, "d", "Sequence", "port 0 is outside 1-65535"},
+		{"port 65536", "[d]\nsequence = 65536\n",
+			2, "d", "Sequence", "port 65536 is outside 1-65535"},
+		{"empty sequence", "[d]\nsequence = ,\n",
+			2, "d", "Sequence", "empty entry 1"},
+		{"trailing comma", "[d]\nsequence = 7000,8000,\n",
+			2, "d", "Sequence", `empty entry 3 in "7000,8000,": remove the extra comma`},
+		{"unknown protocol", "[d]\nsequence = 7000:icmp\n",
+			2, "d", "Sequence", `unknown protocol "icmp" in "7000:icmp": say tcp or udp`},
+		{"space-separated ports", "[d]\nsequence = 7000 8000\n",
+			2, "d", "Sequence", `"7000 8000" is not a port number (separate ports with commas`},
+		{"inline comment", "[d]\nsequence = 7000 # ssh\n",
+			2, "d", "Sequence", "a comment must be on a line of its own"},
+		{"33 ports", "[d]\nsequence = " + strings.Repeat("1000,", 32) + "1000\n",
+			2, "d", "Sequence", "sequence has 33 ports: at most 32 are allowed"},
+		{"bad earlier sequence is an error even when replaced", "[d]\nsequence = 70000\nsequence = 7000\n",
+			2, "d", "Sequence", "port 70000 is outside 1-65535"},
+
+		// TCPFlags.
+		{"unknown flag", "[d]\nsequence = 1\ntcpflags = syn,foo\n",
+			3, "d", "TCPFlags", `unknown flag "foo": use fin, syn, rst, psh, ack or urg`},
+		{"space-padded flag", "[d]\nsequence = 1\ntcpflags = syn, ack\n",
+			3, "d", "TCPFlags", `flag " ack" has a space: remove it (write syn,ack)`},
+		{"flag required and excluded", "[d]\nsequence = 1\ntcpflags = syn,!syn\n",
+			3, "d", "TCPFlags", "syn is both required and excluded"},
+		{"flag required and excluded over two lines", "[d]\nsequence = 1\ntcpflags = ack\ntcpflags = syn,!ack\n",
+			4, "d", "TCPFlags", "with the TCPFlags lines above, ack is both required and excluded"},
+
+		// Timeouts.
+		{"timeout with unit", "[openSSH]\nsequence = 1\nSeq_Timeout = 5s\n",
+			3, "openSSH", "Seq_Timeout", `"5s" is not a whole number of seconds`},
+		{"fractional timeout", "[d]\nsequence = 1\ntimeout = 1.5\n",
+			3, "d", "Timeout", `"1.5" is not a whole number of seconds`},
+		{"negative timeout", "[d]\nsequence = 1\ncmd_timeout = -1\n",
+			3, "d", "Cmd_Timeout", `"-1" is not a whole number of seconds`},
+		{"zero sequence timeout", "[d]\nsequence = 1\nseq_timeout = 0\n",
+			3, "d", "Seq_Timeout", "0 seconds would never let a sequence complete"},
+		{"huge timeout", "[d]\nsequence = 1\ncmd_timeout = 99999999999999999999\n",
+			3, "d", "Cmd_Timeout", "seconds is too long: at most 2147483647"},
+
+		// Other values.
+		{"bad target", "[d]\nsequence = 1\ntarget = example.com\n",
+			3, "d", "Target", `"example.com" is not an IP address`},
+		{"target with zone", "[d]\nsequence = 1\ntarget = fe80::1%eth0\n",
+			3, "d", "Target", `has a zone`},
+		{"bad MaxAttempts", "[options]\nMaxAttempts = many\n",
+			2, "options", "MaxAttempts", `"many" is not a whole number`},
+		{"zero MaxCommands", "[options]\nMaxCommands = 0\n",
+			2, "options", "MaxCommands", "0 is out of range: give a number from 1 to"},
+
+		// One-time sequences.
+		{"missing one-time file", "[openHello]\n\none_time_sequences = $DIR/nope.seq\n",
+			3, "openHello", "One_Time_Sequences", "$DIR/nope.seq: cannot read one-time sequences: no such file or directory"},
+		{"one-time file with only used lines", "[d]\none_time_sequences = $DIR/used.seq\n",
+			2, "d", "One_Time_Sequences", "$DIR/used.seq: no unused sequence left"},
+		{"empty one-time file", "[d]\none_time_sequences = $DIR/empty.seq\n",
+			2, "d", "One_Time_Sequences", "$DIR/empty.seq: no unused sequence left"},
+		{"one-time file that is a directory", "[d]\none_time_sequences = $DIR\n",
+			2, "d", "One_Time_Sequences", "must be a regular file"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			conf := r.Replace(tt.conf)
+			c, err := Parse("knockd.conf", []byte(conf))
+			if err == nil {
+				t.Fatalf("Parse succeeded with %d doors, want an error containing %q", len(c.Doors), tt.msg)
+			}
+			if c != nil {
+				t.Errorf("Parse returned a Config along with error %v", err)
+			}
+			var e *Error
+			if !errors.As(err, &e) {
+				t.Fatalf("Parse error %v is a %T, not an *Error", err, err)
+			}
+			want := &Error{File: "knockd.conf", Line: tt.line, Section: tt.section, Key: tt.key}
+			got := &Error{File: e.File, Line: e.Line, Section: e.Section, Key: e.Key}
+			if diff := cmp.Diff(want, got); diff != "" {
+				t.Errorf("error %q: position mismatch (-want +got):\n%s", err, diff)
+			}
+			if msg := r.Replace(tt.msg); !strings.Contains(e.Msg, msg) {
+				t.Errorf("error %q does not contain %q", err, msg)
+			}
+		})
+	}
+}
+
+func TestErrorText(t *testing.T) {
+	conf := "[options]\nUseSyslog\n\n[openSSH]\nsequence = 7000,8000,9000\nSeq_Timeout = 5s\n"
+	_, err := Parse("/etc/knockd.conf", []byte(conf))
+	want := `/etc/knockd.conf:6: [openSSH] Seq_Timeout: "5s" is not a whole number of seconds`
+	if err == nil || !strings.HasPrefix(err.Error(), want) {
+		t.Errorf("Parse error = %v, want it to start with %q", err, want)
+	}
+}
+
+func TestParseOneTimeErrorWraps(t *testing.T) {
+	r := tempFiles(t, oneTimeFiles)
+	for _, tt := range []struct {
+		file string
+		is   error
+	}{
+		{"nope.seq", fs.ErrNotExist},
+		{"used.seq", ErrNoSequence},
+	} {
+		_, err := Parse("k.conf", []byte(r.Replace("[d]\none_time_sequences = $DIR/"+tt.file+"\n")))
+		if !errors.Is(err, tt.is) {
+			t.Errorf("%s: errors.Is(%v, %v) = false", tt.file, err, tt.is)
+		}
+	}
+	// A bad line names the sequence file and its line.
+	_, err := Parse("k.conf", []byte(r.Replace("[d]\none_time_sequences = $DIR/bad.seq\n")))
+	if err != nil {
+		t.Fatalf("bad.seq starts with a good line, yet: %v", err)
+	}
+	path := r.Replace("$DIR/worse.seq")
+	if err := os.WriteFile(path, []byte("\n 6110,abc\n 6140\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, err = Parse("k.conf", []byte("[d]\none_time_sequences = "+path+"\n"))
+	want := "k.conf:2: [d] One_Time_Sequences: " + path + `:2: "abc" is not a port number`
+	if err == nil || !strings.HasPrefix(err.Error(), want) {
+		t.Errorf("Parse error = %v, want it to start with %q", err, want)
+	}
+}
+
+func TestLoadMissingFile(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "knockd.conf")
+	_, err := Load(path)
+	if err == nil {
+		t.Fatal("Load of a missing file succeeded")
+	}
+	if want := path + ": cannot read the configuration: no such file or directory"; err.Error() != want {
+		t.Errorf("Load error = %q, want %q", err, want)
+	}
+	if !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("errors.Is(%v, fs.ErrNotExist) = false", err)
+	}
+	var e *Error
+	if !errors.As(err, &e) {
+		t.Errorf("Load error is a %T, not an *Error", err)
+	}
+}
+
+func TestParse(t *testing.T) {
+	r := tempFiles(t, oneTimeFiles)
+	tests := []struct {
+		name string
+		conf string
+		want *Config
+	}{
+		{
+			name: "later Sequence replaces an earlier one",
+			conf: "[d]\nsequence = 1,2,3\nsequence = 4:udp,5\n",
+			want: &Config{Doors: []*Door{door("d", 1, seq(-4, 5))}},
+		},
+		{
+			name: "TCPFlags lines add up",
+			conf: "[d]\nsequence = 1\ntcpflags = syn\ntcpflags = !ack,!rst\nTCPFlags = URG\n",
+			want: &Config{Doors: []*Door{with(door("d", 1, seq(1)), func(d *Door) {
+				d.Flags = Flags{Set: SYN | URG, Unset: ACK | RST}
+			})}},
+		},
+		{
+			name: "values keep #, ;, = and quotes",
+			conf: "[d]\nsequence = 1\n" +
+				`start_command = "foo" bar "baz" # not a comment; a=b` + "\n" +
+				`stop_command = 'single' "double"` + "\n" +
+				`start_command_6 = "all quoted"` + "\n" +
+				"stop_command_6 = x = y ; z\n",
+			want: &Config{Doors: []*Door{with(door("d", 1, seq(1)), func(d *Door) {
+				d.StartCommand = `"foo" bar "baz" # not a comment; a=b`
+				d.StopCommand = `'single' "double"`
+				d.StartCommand6 = `"all quoted"`
+				d.StopCommand6 = "x = y ; z"
+			})}},
+		},
+		{
+			name: "a leading backquote or triple quote is part of the command",
+			conf: "[d]\nsequence = 1\n" +
+				"command = `which iptables` -A INPUT -s %IP% -j ACCEPT\n" +
+				`stop_command = """x""" y` + "\n" +
+				"command_6 = `unclosed\n" +
+				"cmd_timeout = 3\n",
+			want: &Config{Doors: []*Door{with(door("d", 1, seq(1)), func(d *Door) {
+				d.StartCommand = "`which iptables` -A INPUT -s %IP% -j ACCEPT"
+				d.StopCommand = `"""x""" y`
+				d.StartCommand6 = "`unclosed"
+				d.CmdTimeout = 3 * time.Second
+			})}},
+		},
+		{
+			name: "a trailing backslash continues nothing",
+			conf: "[d]\nsequence = 1\ncommand = echo a \\\ncmd_timeout = 4\n",
+			want: &Config{Doors: []*Door{with(door("d", 1, seq(1)), func(d *Door) {
+				d.StartCommand = `echo a \`
+				d.CmdTimeout = 4 * time.Second
+			})}},
+		},
+		{
+			name: "keys are case-insensitive, door names are not",
+			conf: "[OPTIONS]\nusesyslog\nLOGFILE = /var/log/Knockd.log\n" +
+				"[openSSH]\nSEQUENCE = 1\nSeQ_TiMeOuT = 7\n[OpenSSH]\nsequence = 2\n",
+			want: &Config{
+				UseSyslog: true,
+				LogFile:   "/var/log/Knockd.log",
+				Doors: []*Door{
+					with(door("openSSH", 4, seq(1)), func(d *Door) { d.SeqTimeout = 7 * time.Second }),
+					door("OpenSSH", 7, seq(2)),
+				},
+			},
+		},
+		{
+			name: "aliases Command, Command_6 and Timeout",
+			conf: "[d]\nsequence = 1\ncommand = open %IP%\ncommand_6 = open6 %IP%\ntimeout = 9\n",
+			want: &Config{Doors: []*Door{with(door("d", 1, seq(1)), func(d *Door) {
+				d.StartCommand = "open %IP%"
+				d.StartCommand6 = "open6 %IP%"
+				d.SeqTimeout = 9 * time.Second
+			})}},
+		},
+		{
+			name: "Start_Command and its alias are one key: the later wins",
+			conf: "[d]\nsequence = 1\nstart_command = first\ncommand = second\n",
+			want: &Config{Doors: []*Door{with(door("d", 1, seq(1)), func(d *Door) { d.StartCommand = "second" })}},
+		},
+		{
+			name: "IPv4 and IPv6 targets",
+			conf: "[four]\nsequence = 1\ntarget = 192.0.2.7\n[six]\nsequence = 2\ntarget = 2001:db8::7\n" +
+				"[mapped]\nsequence = 3\ntarget = ::ffff:192.0.2.8\n",
+			want: &Config{Doors: []*Door{
+				with(door("four", 1, seq(1)), func(d *Door) { d.Target = netip.MustParseAddr("192.0.2.7") }),
+				with(door("six", 4, seq(2)), func(d *Door) { d.Target = netip.MustParseAddr("2001:db8::7") }),
+				with(door("mapped", 7, seq(3)), func(d *Door) { d.Target = netip.MustParseAddr("192.0.2.8") }),
+			}},
+		},
+		{
+			name: "options and extensions",
+			conf: "[options]\nUseSyslog\nLogFile = /var/log/knockd.log\nPidFile = /run/knockd.pid\n" +
+				"Interface = eth0\nStateDir = /var/lib/knockd\nMaxAttempts = 5000\nMaxCommands = 4\n",
+			want: &Config{
+				UseSyslog: true, LogFile: "/var/log/knockd.log", PidFile: "/run/knockd.pid",
+				Interface: "eth0", StateDir: "/var/lib/knockd", MaxAttempts: 5000, MaxCommands: 4,
+			},
+		},
+		{
+			name: "repeated [options] and UseSyslog",
+			conf: "[options]\nUseSyslog\nlogfile = /a\n[d]\nsequence = 1\n[options]\nUseSyslog\nlogfile = /b\n",
+			want: &Config{UseSyslog: true, LogFile: "/b", Doors: []*Door{door("d", 4, seq(1))}},
+		},
+		{
+			name: "indentation, comments, CRLF and a BOM",
+			conf: "\ufeff# knockd.conf\r\n; also a comment\r\n  [options]  \r\n\tUseSyslog\r\n" +
+				"\t[ openSSH ]\r\n\t\tsequence = 7000, 8000:UDP , 9000:Tcp\r\n\t# seq_timeout = 5\r\n\t\tcmd_timeout = 0\r\n",
+			want: &Config{UseSyslog: true, Doors: []*Door{with(door("openSSH", 5, seq(7000, -8000, 9000)), func(d *Door) {
+				d.CmdTimeout = 0
+			})}},
+		},
+		{
+			name: "section names with dots and DEFAULT are plain doors",
+			conf: "[a]\nsequence = 1\n[a.b]\nsequence = 2\n[DEFAULT]\nsequence = 3\n",
+			want: &Config{Doors: []*Door{door("a", 1, seq(1)), door("a.b", 3, seq(2)), door("DEFAULT", 5, seq(3))}},
+		},
+		{
+			name: "one-time sequences",
+			conf: "[hello]\none_time_sequences = $DIR/good.seq\ntcpflags = syn\n",
+			want: &Config{Doors: []*Door{with(door("hello", 1, seq(6110, -6120, 6130)), func(d *Door) {
+				d.OneTimeFile = r.Replace("$DIR/good.seq")
+				d.OneTimeOffset = int64(len("# comment\n\n"))
+				d.Flags = Flags{Set: SYN}
+			})}},
+		},
+		{
+			name: "no doors",
+			conf: "# nothing\n",
+			want: &Config{},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := Parse("knockd.conf", []byte(r.Replace(tt.conf)))
+			if err != nil {
+				t.Fatalf("Parse: %v", err)
+			}
+			tt.want.Path = "knockd.conf"
+			// Warnings have their own test.
+			got.Warnings = nil
+			if diff := cmp.Diff(tt.want, got, cmpAddr); diff != "" {
+				t.Errorf("Parse mismatch (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+func TestWarnings(t *testing.T) {
+	tests := []struct {
+		name string
+		conf string
+		want []string
+	}{
+		{"a start command", "[d]\nsequence = 1\ncommand = x\n", nil},
+		{"only an IPv6 start command", "[d]\nsequence = 1\ncommand_6 = x\n", nil},
+		{"no command", "[options]\nUseSyslog\n[logonly]\nsequence = 1\n",
+			[]string{"knockd.conf:3: [logonly] has no Start_Command: knocks will only be logged"}},
+		{"a stop command only", "[d]\nsequence = 1\n\nstop_command = y\n",
+			[]string{"knockd.conf:4: [d] has a Stop_Command but no Start_Command"}},
+		{"an IPv6 stop command only", "[d]\nsequence = 1\nstop_command_6 = y\n",
+			[]string{"knockd.conf:3: [d] has a Stop_Command_6 but no Start_Command_6 or Start_Command"}},
+		{"two doors", "[a]\nsequence = 1\n[b]\nsequence = 2\n", []string{
+			"knockd.conf:1: [a] has no Start_Command: knocks will only be logged",
+			"knockd.conf:3: [b] has no Start_Command: knocks will only be logged",
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := Parse("knockd.conf", []byte(tt.conf))
+			if err != nil {
+				t.Fatalf("Parse: %v", err)
+			}
+			if diff := cmp.Diff(tt.want, c.Warnings); diff != "" {
+				t.Errorf("warnings mismatch (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+// TestINIAgrees checks, on the tests' own configurations, that ini.v1
+// reads every value as knockd would: what Parse relies on.
+func TestINIAgrees(t *testing.T) {
+	confs := []string{
+		"[d]\nsequence = 1\ncommand = \"a\" b 'c' # d ; e = f\n",
+		"[options]\nUseSyslog\n[d]\n  sequence = 1\n\tstop_command = x \\\n",
+		"[d]\nsequence = 1\ncommand = `x` y\n",
+	}
+	for _, conf := range confs {
+		checkINIAgrees(t, []byte(conf))
+	}
+}
+
+// checkINIAgrees fails t when ini.v1 read a line of data other than as
+// its raw text, quotes that knockd keeps aside.
+func checkINIAgrees(t *testing.T, data []byte) {
+	t.Helper()
+	secs, _ := scan("f", data)
+	attachINI(data, secs)
+	for _, s := range secs {
+		for _, e := range s.entries {
+			if e.hasINI && !iniQuoted(e.raw) && e.ini != e.raw {
+				t.Errorf("line %d: ini.v1 read %q, the line holds %q", e.line, e.ini, e.raw)
+			}
+		}
+	}
+}
+
+func TestSuggest(t *testing.T) {
+	tests := []struct {
+		key     string
+		options bool
+		want    string
+	}{
+		{"seq_timout", false, " (did you mean Seq_Timeout?)"},
+		{"seqtimeout", false, " (did you mean Seq_Timeout?)"},
+		{"start-command", false, " (did you mean Start_Command?)"},
+		{"onetimesequences", false, " (did you mean One_Time_Sequences?)"},
+		{"tcpflag", false, " (did you mean TCPFlags?)"},
+		{"command6", false, " (did you mean Command_6?)"},
+		{"usesyslogs", true, " (did you mean UseSyslog?)"},
+		{"pid_file", true, " (did you mean PidFile?)"},
+		{"logfile_", false, " (did you mean LogFile?)"},
+		{"xyzzy", true, "; the keys of [options] are Interface, LogFile, MaxAttempts, MaxCommands, PidFile, StateDir, UseSyslog"},
+	}
+	for _, tt := range tests {
+		if got := suggest(tt.key, tt.options); got != tt.want {
+			t.Errorf("suggest(%q, %v) = %q, want %q", tt.key, tt.options, got, tt.want)
+		}
+	}
+}
