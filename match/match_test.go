@@ -1,0 +1,422 @@
+package match
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/knock-go/knock/capture"
+	"github.com/knock-go/knock/config"
+)
+
+var t0 = time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
+
+// seq parses "7000,8000:udp" without the config package's checks.
+func seq(s string) []config.Knock {
+	var out []config.Knock
+	for _, f := range strings.Split(s, ",") {
+		k := config.Knock{Proto: config.TCP}
+		port, proto, _ := strings.Cut(f, ":")
+		if proto == "udp" {
+			k.Proto = config.UDP
+		}
+		n, err := strconv.Atoi(port)
+		if err != nil {
+			panic(err)
+		}
+		k.Port = uint16(n)
+		out = append(out, k)
+	}
+	return out
+}
+
+func mkDoor(name, s string, timeout int) *config.Door {
+	return &config.Door{Name: name, Sequence: seq(s), SeqTimeout: time.Duration(timeout) * time.Second,
+		CmdTimeout: 10 * time.Second, StartCommand: "open %IP%"}
+}
+
+// step is one input: a knock "SRC>PORT[:udp]" (optionally "SRC>DST:PORT"
+// is not needed; Dst defaults to 203.0.113.1), or "expire" to run timers.
+type step struct {
+	at    float64 // seconds after t0
+	knock string  // "198.51.100.7 7000" or "198.51.100.7 7000:udp"
+	flags uint8   // TCP flags; 0 means SYN
+	dst   string  // destination; empty means 203.0.113.1
+}
+
+func (s step) event() capture.Event {
+	src, k, _ := strings.Cut(s.knock, " ")
+	kn := seq(k)[0]
+	ev := capture.Event{Time: t0.Add(time.Duration(s.at * float64(time.Second))),
+		Src: netip.MustParseAddr(src), Dst: netip.MustParseAddr("203.0.113.1"), Port: kn.Port, Proto: kn.Proto}
+	if s.dst != "" {
+		ev.Dst = netip.MustParseAddr(s.dst)
+	}
+	if kn.Proto == config.TCP {
+		ev.Flags = s.flags
+		if ev.Flags == 0 {
+			ev.Flags = config.SYN
+		}
+	}
+	return ev
+}
+
+func run(m *Matcher, steps []step) []string {
+	var got []string
+	for _, s := range steps {
+		var acts []Action
+		if s.knock == "expire" {
+			acts = m.Expire(t0.Add(time.Duration(s.at*float64(time.Second))), nil)
+		} else {
+			acts = m.Handle(s.event(), nil)
+		}
+		for _, a := range acts {
+			got = append(got, a.String())
+		}
+	}
+	return got
+}
+
+func TestMatcher(t *testing.T) {
+	const a, b = "198.51.100.7", "198.51.100.8"
+	ssh := func() []*config.Door {
+		return []*config.Door{mkDoor("openSSH", "7000,8000,9000", 5), mkDoor("closeSSH", "9000,8000,7000", 5)}
+	}
+	synNoAck := mkDoor("strict", "7000,8000", 5)
+	synNoAck.Flags = config.Flags{Set: config.SYN, Unset: config.ACK}
+	udp := mkDoor("mixed", "2222:udp,3333,4444:udp", 15)
+	shareA, shareB := mkDoor("A", "7000,8000", 5), mkDoor("B", "7000,9000", 5)
+	targeted := mkDoor("t", "7000,8000", 5)
+	targeted.Target = netip.MustParseAddr("203.0.113.9")
+	one := mkDoor("one", "7000", 5)
+
+	tests := []struct {
+		name  string
+		doors []*config.Door
+		steps []step
+		want  []string
+	}{
+		{
+			name:  "each stage then open",
+			doors: ssh(),
+			steps: []step{{0, a + " 7000", 0, ""}, {1, a + " 8000", 0, ""}, {2, a + " 9000", 0, ""}},
+			want:  []string{a + ": openSSH: Stage 1", a + ": openSSH: Stage 2", a + ": openSSH: Stage 3", a + ": openSSH: OPEN SESAME"},
+		},
+		{
+			name:  "second door of the tutorial",
+			doors: ssh(),
+			steps: []step{{0, a + " 9000", 0, ""}, {1, a + " 8000", 0, ""}, {2, a + " 7000", 0, ""}},
+			want:  []string{a + ": closeSSH: Stage 1", a + ": closeSSH: Stage 2", a + ": closeSSH: Stage 3", a + ": closeSSH: OPEN SESAME"},
+		},
+		{
+			name:  "wrong port ends the attempt",
+			doors: ssh(),
+			steps: []step{{0, a + " 7000", 0, ""}, {1, a + " 9000", 0, ""}, {2, a + " 8000", 0, ""}},
+			// 9000 ends openSSH and, being closeSSH's first knock,
+			// starts it; 8000 then advances closeSSH.
+			want: []string{a + ": openSSH: Stage 1", a + ": closeSSH: Stage 1", a + ": closeSSH: Stage 2"},
+		},
+		{
+			name:  "a knock on no door's first port ends and starts nothing",
+			doors: ssh(),
+			steps: []step{{0, a + " 7000", 0, ""}, {1, a + " 8000:udp", 0, ""}, {2, a + " 8000", 0, ""}, {3, a + " 9000", 0, ""}},
+			want:  []string{a + ": openSSH: Stage 1", a + ": closeSSH: Stage 1"},
+		},
+		{
+			name:  "flags mismatch is ignored without reset",
+			doors: []*config.Door{synNoAck},
+			steps: []step{
+				{0, a + " 7000", config.SYN | config.ACK, ""}, // ignored: no attempt starts
+				{1, a + " 7000", 0, ""},
+				{2, a + " 9999", config.ACK, ""}, // ignored for the door: no reset
+				{3, a + " 8000", 0, ""},
+			},
+			want: []string{a + ": strict: Stage 1", a + ": strict: Stage 2", a + ": strict: OPEN SESAME"},
+		},
+		{
+			name:  "udp and tcp mixed",
+			doors: []*config.Door{udp},
+			steps: []step{{0, a + " 2222", 0, ""}, {1, a + " 2222:udp", 0, ""}, {2, a + " 3333", 0, ""}, {3, a + " 4444:udp", 0, ""}},
+			want:  []string{a + ": mixed: Stage 1", a + ": mixed: Stage 2", a + ": mixed: Stage 3", a + ": mixed: OPEN SESAME"},
+		},
+		{
+			name:  "knock just before the timeout counts",
+			doors: ssh(),
+			steps: []step{{0, a + " 7000", 0, ""}, {2, a + " 8000", 0, ""}, {4.999, a + " 9000", 0, ""}},
+			want:  []string{a + ": openSSH: Stage 1", a + ": openSSH: Stage 2", a + ": openSSH: Stage 3", a + ": openSSH: OPEN SESAME"},
+		},
+		{
+			name:  "knock at the timeout is too late",
+			doors: ssh(),
+			steps: []step{{0, a + " 7000", 0, ""}, {2, a + " 8000", 0, ""}, {5, a + " 9000", 0, ""}},
+			want:  []string{a + ": openSSH: Stage 1", a + ": openSSH: Stage 2", a + ": openSSH: sequence timeout (stage 2)", a + ": closeSSH: Stage 1"},
+		},
+		{
+			name:  "timeout logged by the timer without traffic",
+			doors: ssh(),
+			steps: []step{{0, a + " 7000", 0, ""}, {4.9, "expire", 0, ""}, {5.0, "expire", 0, ""}, {60, "expire", 0, ""}},
+			want:  []string{a + ": openSSH: Stage 1", a + ": openSSH: sequence timeout (stage 1)"},
+		},
+		{
+			name:  "tutorial: telnet 7000, sleep 6, telnet 8000",
+			doors: ssh(),
+			steps: []step{{0, "127.0.0.1 7000", 0, ""}, {6, "127.0.0.1 8000", 0, ""}},
+			want:  []string{"127.0.0.1: openSSH: Stage 1", "127.0.0.1: openSSH: sequence timeout (stage 1)"},
+		},
+		{
+			name:  "two knockers interleaved",
+			doors: ssh(),
+			steps: []step{{0, a + " 7000", 0, ""}, {0.1, b + " 7000", 0, ""}, {0.2, a + " 8000", 0, ""}, {0.3, b + " 8000", 0, ""},
+				{0.4, b + " 9000", 0, ""}, {0.5, a + " 9000", 0, ""}},
+			want: []string{a + ": openSSH: Stage 1", b + ": openSSH: Stage 1", a + ": openSSH: Stage 2", b + ": openSSH: Stage 2",
+				b + ": openSSH: Stage 3", b + ": openSSH: OPEN SESAME", a + ": openSSH: Stage 3", a + ": openSSH: OPEN SESAME"},
+		},
+		{
+			name:  "one knocker failing does not disturb another",
+			doors: ssh(),
+			steps: []step{{0, a + " 7000", 0, ""}, {0.1, b + " 7000", 0, ""}, {0.2, b + " 1234:udp", 0, ""}, {0.3, a + " 8000", 0, ""}, {0.4, a + " 9000", 0, ""}},
+			want:  []string{a + ": openSSH: Stage 1", b + ": openSSH: Stage 1", a + ": openSSH: Stage 2", a + ": openSSH: Stage 3", a + ": openSSH: OPEN SESAME"},
+		},
+		{
+			name:  "two doors sharing a first port run side by side",
+			doors: []*config.Door{shareA, shareB},
+			steps: []step{{0, a + " 7000", 0, ""}, {1, a + " 9000", 0, ""}},
+			want:  []string{a + ": A: Stage 1", a + ": B: Stage 1", a + ": B: Stage 2", a + ": B: OPEN SESAME"},
+		},
+		{
+			name:  "repeated knock is ignored",
+			doors: ssh(),
+			steps: []step{{0, a + " 7000", 0, ""}, {0.2, a + " 7000", 0, ""}, {1, a + " 8000", 0, ""}, {1.1, a + " 8000", 0, ""}, {2, a + " 9000", 0, ""}},
+			want:  []string{a + ": openSSH: Stage 1", a + ": openSSH: Stage 2", a + ": openSSH: Stage 3", a + ": openSSH: OPEN SESAME"},
+		},
+		{
+			name:  "a repeat that is the expected knock advances",
+			doors: []*config.Door{mkDoor("twice", "7000,7000,8000", 5)},
+			steps: []step{{0, a + " 7000", 0, ""}, {0.1, a + " 7000", 0, ""}, {0.2, a + " 7000", 0, ""}, {0.3, a + " 8000", 0, ""}},
+			want:  []string{a + ": twice: Stage 1", a + ": twice: Stage 2", a + ": twice: Stage 3", a + ": twice: OPEN SESAME"},
+		},
+		{
+			name:  "a knock from two stages back ends the attempt and may restart it",
+			doors: ssh(),
+			steps: []step{{0, a + " 7000", 0, ""}, {0.1, a + " 8000", 0, ""}, {0.2, a + " 7000", 0, ""}, {0.3, a + " 8000", 0, ""}, {0.4, a + " 9000", 0, ""}},
+			want: []string{a + ": openSSH: Stage 1", a + ": openSSH: Stage 2", a + ": openSSH: Stage 1",
+				a + ": openSSH: Stage 2", a + ": openSSH: Stage 3", a + ": openSSH: OPEN SESAME"},
+		},
+		{
+			name:  "target: knocks to another address do not count",
+			doors: []*config.Door{targeted},
+			steps: []step{{0, a + " 7000", 0, "203.0.113.1"}, {1, a + " 7000", 0, "203.0.113.9"}, {2, a + " 8000", 0, "203.0.113.1"}, {3, a + " 8000", 0, "203.0.113.9"}},
+			want:  []string{a + ": t: Stage 1", a + ": t: Stage 2", a + ": t: OPEN SESAME"},
+		},
+		{
+			name:  "one-port door opens on one knock",
+			doors: []*config.Door{one},
+			steps: []step{{0, a + " 7000", 0, ""}, {0.1, a + " 7000", 0, ""}},
+			want:  []string{a + ": one: Stage 1", a + ": one: OPEN SESAME", a + ": one: Stage 1", a + ": one: OPEN SESAME"},
+		},
+		{
+			name:  "ipv6 knocker",
+			doors: ssh(),
+			steps: []step{{0, "2001:db8::7 7000", 0, "2001:db8::1"}, {1, "2001:db8::7 8000", 0, "2001:db8::1"}, {2, "2001:db8::7 9000", 0, "2001:db8::1"}},
+			want:  []string{"2001:db8::7: openSSH: Stage 1", "2001:db8::7: openSSH: Stage 2", "2001:db8::7: openSSH: Stage 3", "2001:db8::7: openSSH: OPEN SESAME"},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			m := New(tt.doors, Options{})
+			got := run(m, tt.steps)
+			if diff := cmp.Diff(tt.want, got); diff != "" {
+				t.Errorf("actions (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+func TestOpenActionCarriesDoorAndSource(t *testing.T) {
+	d := mkDoor("openSSH", "7000", 5)
+	m := New([]*config.Door{d}, Options{})
+	acts := m.Handle(step{1, "2001:db8::7 7000", 0, "2001:db8::1"}.event(), nil)
+	want := []Action{
+		{Kind: Stage, Door: d, Src: netip.MustParseAddr("2001:db8::7"), Stage: 1, Time: t0.Add(time.Second)},
+		{Kind: Open, Door: d, Src: netip.MustParseAddr("2001:db8::7"), Time: t0.Add(time.Second)},
+	}
+	if diff := cmp.Diff(want, acts, cmp.Comparer(func(a, b netip.Addr) bool { return a == b })); diff != "" {
+		t.Errorf("(-want +got):\n%s", diff)
+	}
+}
+
+func TestNextDeadline(t *testing.T) {
+	fast, slow := mkDoor("fast", "7000,8000", 2), mkDoor("slow", "9000,8000", 30)
+	m := New([]*config.Door{fast, slow}, Options{})
+	if _, ok := m.NextDeadline(); ok {
+		t.Fatal("deadline with no attempt in progress")
+	}
+	m.Handle(step{0, "198.51.100.1 9000", 0, ""}.event(), nil)
+	m.Handle(step{1, "198.51.100.2 7000", 0, ""}.event(), nil)
+	if d, _ := m.NextDeadline(); !d.Equal(t0.Add(3 * time.Second)) {
+		t.Errorf("next deadline %v, want t0+3s", d.Sub(t0))
+	}
+	m.Expire(t0.Add(3*time.Second), nil)
+	if d, _ := m.NextDeadline(); !d.Equal(t0.Add(30 * time.Second)) {
+		t.Errorf("next deadline %v, want t0+30s", d.Sub(t0))
+	}
+}
+
+// fakeOneTime hands out sequences from a list, recording each use.
+type fakeOneTime struct {
+	next []string
+	used []int64
+	fail error
+}
+
+func (f *fakeOneTime) use(d *config.Door) ([]config.Knock, int64, error) {
+	if f.fail != nil {
+		return nil, 0, f.fail
+	}
+	f.used = append(f.used, d.OneTimeOffset)
+	if len(f.next) == 0 {
+		return nil, 0, fmt.Errorf("%s: %w", d.OneTimeFile, config.ErrNoSequence)
+	}
+	s := f.next[0]
+	f.next = f.next[1:]
+	return seq(s), d.OneTimeOffset + 100, nil
+}
+
+func TestOneTimeSequences(t *testing.T) {
+	const a = "198.51.100.7"
+	d := mkDoor("openHello", "6110,6120,6130", 5)
+	d.OneTimeFile = "sequences.seq"
+	closeHello := mkDoor("closeHello", "9100,9500,9900", 5)
+	f := &fakeOneTime{next: []string{"6140,6150,6160"}}
+	m := New([]*config.Door{d, closeHello}, Options{OneTime: f.use})
+	got := run(m, []step{
+		{0, a + " 6110", 0, ""}, {0.1, a + " 6120", 0, ""}, {0.2, a + " 6130", 0, ""},
+		// The used sequence never works again.
+		{1, a + " 6110", 0, ""}, {1.1, a + " 6120", 0, ""}, {1.2, a + " 6130", 0, ""},
+		// The next one does, once, and then the door is spent.
+		{2, a + " 6140", 0, ""}, {2.1, a + " 6150", 0, ""}, {2.2, a + " 6160", 0, ""},
+		{3, a + " 6140", 0, ""},
+		// Other doors keep working.
+		{4, a + " 9100", 0, ""}, {4.1, a + " 9500", 0, ""}, {4.2, a + " 9900", 0, ""},
+	})
+	want := []string{
+		a + ": openHello: Stage 1", a + ": openHello: Stage 2", a + ": openHello: Stage 3", a + ": openHello: OPEN SESAME",
+		"new sequence for door openHello: 6140:tcp,6150:tcp,6160:tcp",
+		a + ": openHello: Stage 1", a + ": openHello: Stage 2", a + ": openHello: Stage 3", a + ": openHello: OPEN SESAME",
+		"no more sequences left in the one time sequences file for door openHello --> disabling the door",
+		a + ": closeHello: Stage 1", a + ": closeHello: Stage 2", a + ": closeHello: Stage 3", a + ": closeHello: OPEN SESAME",
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("actions (-want +got):\n%s", diff)
+	}
+	if diff := cmp.Diff([]int64{0, 100}, f.used); diff != "" {
+		t.Errorf("offsets used (-want +got):\n%s", diff)
+	}
+	var names []string
+	for _, d := range m.Doors() {
+		names = append(names, d.Name)
+	}
+	if diff := cmp.Diff([]string{"closeHello"}, names); diff != "" {
+		t.Errorf("doors left (-want +got):\n%s", diff)
+	}
+}
+
+func TestOneTimeWriteFailureRefusesOpening(t *testing.T) {
+	d := mkDoor("otp", "6110,6120", 5)
+	d.OneTimeFile = "sequences.seq"
+	f := &fakeOneTime{fail: errors.New("disk full")}
+	m := New([]*config.Door{d}, Options{OneTime: f.use})
+	got := run(m, []step{{0, "198.51.100.7 6110", 0, ""}, {1, "198.51.100.7 6120", 0, ""}})
+	want := []string{"198.51.100.7: otp: Stage 1", "198.51.100.7: otp: Stage 2",
+		"error while disabling used one time sequence for door otp: disk full --> disabling the door"}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("actions (-want +got):\n%s", diff)
+	}
+}
+
+func TestOneTimeEndsOtherKnockersOfTheOldSequence(t *testing.T) {
+	d := mkDoor("otp", "6110,6120", 5)
+	d.OneTimeFile = "sequences.seq"
+	f := &fakeOneTime{next: []string{"6210,6220"}}
+	m := New([]*config.Door{d}, Options{OneTime: f.use})
+	got := run(m, []step{{0, "198.51.100.8 6110", 0, ""}, {0.1, "198.51.100.7 6110", 0, ""}, {1, "198.51.100.7 6120", 0, ""}, {2, "198.51.100.8 6120", 0, ""}})
+	want := []string{"198.51.100.8: otp: Stage 1", "198.51.100.7: otp: Stage 1", "198.51.100.7: otp: Stage 2", "198.51.100.7: otp: OPEN SESAME",
+		"new sequence for door otp: 6210:tcp,6220:tcp"}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("actions (-want +got):\n%s", diff)
+	}
+}
+
+func TestBoundedStateKeepsTheFurthestAlong(t *testing.T) {
+	d := mkDoor("openSSH", "7000,8000,9000", 5)
+	m := New([]*config.Door{d}, Options{MaxAttempts: 100})
+	legit := "198.51.100.7"
+	run(m, []step{{0, legit + " 7000", 0, ""}, {0.1, legit + " 8000", 0, ""}})
+	// A spoofed flood on the first port, far larger than the cap.
+	for i := 0; i < 10000; i++ {
+		ev := step{0.2, "198.18.0.1 7000", 0, ""}.event()
+		ev.Src = netip.AddrFrom4([4]byte{198, 18, byte(i >> 8), byte(i)})
+		m.Handle(ev, nil)
+	}
+	if st := m.Stats(); st.InProgress != 100 || st.Evicted != 10000-99 {
+		t.Errorf("stats %+v, want 100 in progress and %d evicted", st, 10000-99)
+	}
+	got := run(m, []step{{0.3, legit + " 9000", 0, ""}})
+	want := []string{legit + ": openSSH: Stage 3", legit + ": openSSH: OPEN SESAME"}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("legitimate knocker (-want +got):\n%s", diff)
+	}
+}
+
+func TestFullOfAdvancedAttemptsRefusesNewcomers(t *testing.T) {
+	d := mkDoor("d", "7000,8000,9000", 5)
+	m := New([]*config.Door{d}, Options{MaxAttempts: 2})
+	run(m, []step{{0, "198.51.100.1 7000", 0, ""}, {0, "198.51.100.1 8000", 0, ""}, {0, "198.51.100.2 7000", 0, ""}, {0, "198.51.100.2 8000", 0, ""}})
+	got := run(m, []step{{1, "198.51.100.3 7000", 0, ""}, {1, "198.51.100.1 9000", 0, ""}, {1, "198.51.100.2 9000", 0, ""}})
+	want := []string{"198.51.100.3: d: Stage 1", "198.51.100.1: d: Stage 3", "198.51.100.1: d: OPEN SESAME", "198.51.100.2: d: Stage 3", "198.51.100.2: d: OPEN SESAME"}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("(-want +got):\n%s", diff)
+	}
+	if st := m.Stats(); st.Refused != 1 || st.Evicted != 0 {
+		t.Errorf("stats %+v, want 1 refused and none evicted", st)
+	}
+}
+
+func TestReloadKeepsUnchangedDoors(t *testing.T) {
+	const a = "198.51.100.7"
+	m := New([]*config.Door{mkDoor("keep", "7000,8000,9000", 5), mkDoor("change", "7000,8000,9999", 5)}, Options{})
+	run(m, []step{{0, a + " 7000", 0, ""}, {1, a + " 8000", 0, ""}})
+	m.Reload([]*config.Door{mkDoor("change", "7000,8000,9998", 5), mkDoor("keep", "7000,8000,9000", 5)})
+	got := run(m, []step{{2, a + " 9000", 0, ""}})
+	want := []string{a + ": keep: Stage 3", a + ": keep: OPEN SESAME"}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("(-want +got):\n%s", diff)
+	}
+	if st := m.Stats(); st.InProgress != 0 {
+		t.Errorf("%d attempts left, want 0", st.InProgress)
+	}
+}
+
+func TestStateIsReleased(t *testing.T) {
+	m := New([]*config.Door{mkDoor("d", "7000,8000", 5)}, Options{})
+	for i := 0; i < 1000; i++ {
+		ev := step{0, "198.18.0.1 7000", 0, ""}.event()
+		ev.Src = netip.AddrFrom4([4]byte{198, 18, byte(i >> 8), byte(i)})
+		m.Handle(ev, nil)
+	}
+	m.Expire(t0.Add(time.Minute), nil)
+	if st := m.Stats(); st.InProgress != 0 || len(m.bySrc) != 0 {
+		t.Errorf("after expiry: %+v, %d sources", st, len(m.bySrc))
+	}
+	for l := range m.stages {
+		if m.stages[l].head != none {
+			t.Errorf("stage list %d not empty", l)
+		}
+	}
+}
