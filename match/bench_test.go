@@ -1,0 +1,60 @@
+package match
+
+import (
+	"fmt"
+	"net/netip"
+	"testing"
+	"time"
+
+	"github.com/knock-go/knock/capture"
+	"github.com/knock-go/knock/config"
+)
+
+// BenchmarkHandle measures events per second with n sources holding an
+// attempt in progress. Each event is a knock from one of them that keeps
+// its attempt going (a repeat of its last knock), so the state stays at
+// n sources and every event does a full lookup.
+func BenchmarkHandle(b *testing.B) {
+	for _, n := range []int{1, 10_000, 1_000_000} {
+		b.Run(fmt.Sprintf("sources=%d", n), func(b *testing.B) {
+			d := mkDoor("d", "7000,8000,9000", 3600)
+			m := New([]*config.Door{d}, Options{MaxAttempts: n})
+			srcs := make([]netip.Addr, n)
+			for i := range srcs {
+				srcs[i] = netip.AddrFrom4([4]byte{198, 18 + byte(i>>16), byte(i >> 8), byte(i)})
+			}
+			ev := capture.Event{Time: t0, Dst: netip.MustParseAddr("203.0.113.1"), Port: 7000, Proto: config.TCP, Flags: config.SYN}
+			var out []Action
+			for _, s := range srcs {
+				ev.Src = s
+				out = m.Handle(ev, out[:0])
+			}
+			if m.Stats().InProgress != n {
+				b.Fatalf("%d in progress, want %d", m.Stats().InProgress, n)
+			}
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				ev.Src = srcs[i%n]
+				ev.Time = t0.Add(time.Duration(i))
+				out = m.Handle(ev, out[:0])
+			}
+			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "events/s")
+		})
+	}
+}
+
+// BenchmarkFlood measures a spoofed flood on the first port at the
+// attempt cap: every event starts an attempt and evicts the oldest.
+func BenchmarkFlood(b *testing.B) {
+	d := mkDoor("d", "7000,8000,9000", 3600)
+	m := New([]*config.Door{d}, Options{MaxAttempts: 100_000})
+	ev := capture.Event{Time: t0, Dst: netip.MustParseAddr("203.0.113.1"), Port: 7000, Proto: config.TCP, Flags: config.SYN}
+	var out []Action
+	b.ReportAllocs()
+	for i := 0; i < b.N; i++ {
+		ev.Src = netip.AddrFrom4([4]byte{byte(i >> 24), byte(i >> 16), byte(i >> 8), byte(i)})
+		out = m.Handle(ev, out[:0])
+	}
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "events/s")
+}
