@@ -1,0 +1,760 @@
+//go:build linux
+
+package rawsock
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"net/netip"
+	"os"
+	"os/exec"
+	"runtime"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/knock-go/knock/capture"
+	"github.com/knock-go/knock/config"
+	"github.com/mdlayher/packet"
+	"golang.org/x/sys/unix"
+)
+
+// The live tests run the source on real sockets. They need CAP_NET_RAW
+// and CAP_NET_ADMIN (a veth pair, a network namespace) and the ip
+// command; without them they skip. They use 198.18.0.0/15 and
+// 2001:db8::/32 only, and names that start with krs and carry the pid.
+
+var liveSeq atomic.Int32
+
+func needLive(t *testing.T) {
+	t.Helper()
+	if err := Available(); err != nil {
+		t.Skipf("skipping live test: cannot open packet sockets: %v", err)
+	}
+	if _, err := exec.LookPath("ip"); err != nil {
+		t.Skip("skipping live test: the ip command is missing")
+	}
+	if os.Geteuid() != 0 {
+		t.Skip("skipping live test: creating network namespaces needs root")
+	}
+}
+
+// liveEnv is a veth pair: host in this namespace, peer in its own
+// namespace ns.
+type liveEnv struct {
+	t          *testing.T
+	ns         string
+	host, peer string
+	host4      netip.Addr // 198.18.x.1
+	peer4      netip.Addr // 198.18.x.2
+	host6      netip.Addr
+	peer6      netip.Addr
+	hostMAC    net.HardwareAddr
+	// bridge, when set, is a bridge that host is a port of; the host's
+	// addresses are on the bridge.
+	bridge string
+}
+
+func newLiveEnv(t *testing.T) *liveEnv { return newLiveEnvBridged(t, false) }
+
+// newLiveEnvBridged is newLiveEnv, with host a port of a bridge when
+// bridged.
+func newLiveEnvBridged(t *testing.T, bridged bool) *liveEnv {
+	needLive(t)
+	n := liveSeq.Add(1)
+	pid := os.Getpid()
+	e := &liveEnv{
+		t:    t,
+		ns:   fmt.Sprintf("krs-%d-%d", pid, n),
+		host: fmt.Sprintf("krs%dh%d", pid%100000, n),
+		peer: fmt.Sprintf("krs%dp%d", pid%100000, n),
+	}
+	bridge := fmt.Sprintf("krs%db%d", pid%100000, n)
+	// A /24 in 198.18.0.0/15 and a /64 in 2001:db8::/32 that this host
+	// does not use yet.
+	used := map[netip.Prefix]bool{}
+	if addrs, err := net.InterfaceAddrs(); err == nil {
+		for _, a := range addrs {
+			if p, err := netip.ParsePrefix(a.String()); err == nil {
+				used[netip.PrefixFrom(p.Addr(), 24).Masked()] = true
+			}
+		}
+	}
+	for {
+		v := rand.IntN(512)
+		base := netip.AddrFrom4([4]byte{198, 18 + byte(v/256), byte(v % 256), 0})
+		if used[netip.PrefixFrom(base, 24)] {
+			continue
+		}
+		b := base.As4()
+		e.host4 = netip.AddrFrom4([4]byte{b[0], b[1], b[2], 1})
+		e.peer4 = netip.AddrFrom4([4]byte{b[0], b[1], b[2], 2})
+		break
+	}
+	w := rand.Uint32()
+	e.host6 = netip.MustParseAddr(fmt.Sprintf("2001:db8:%x:%x::1", w>>16, w&0xffff))
+	e.peer6 = netip.MustParseAddr(fmt.Sprintf("2001:db8:%x:%x::2", w>>16, w&0xffff))
+
+	if bridged {
+		e.bridge = bridge
+	}
+	ipCmd(t, "netns", "add", e.ns)
+	t.Cleanup(func() {
+		exec.Command("ip", "link", "del", e.host).Run()
+		if e.bridge != "" {
+			exec.Command("ip", "link", "del", e.bridge).Run()
+		}
+		exec.Command("ip", "netns", "del", e.ns).Run()
+	})
+	ipCmd(t, "-n", e.ns, "link", "set", "lo", "up")
+	return e
+}
+
+func ipCmd(t *testing.T, args ...string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, "ip", args...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("ip %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+}
+
+// createVeth creates the pair, moves peer into ns and brings both up
+// with their addresses.
+func (e *liveEnv) createVeth() {
+	t := e.t
+	t.Helper()
+	ipCmd(t, "link", "add", e.host, "type", "veth", "peer", "name", e.peer)
+	ipCmd(t, "link", "set", e.peer, "netns", e.ns)
+	dev := e.host
+	if e.bridge != "" {
+		ipCmd(t, "link", "add", e.bridge, "type", "bridge")
+		ipCmd(t, "link", "set", e.host, "master", e.bridge)
+		ipCmd(t, "link", "set", e.bridge, "up")
+		dev = e.bridge
+	}
+	ipCmd(t, "addr", "add", e.host4.String()+"/24", "dev", dev)
+	ipCmd(t, "addr", "add", e.host6.String()+"/64", "dev", dev, "nodad")
+	ipCmd(t, "link", "set", e.host, "up")
+	ipCmd(t, "-n", e.ns, "addr", "add", e.peer4.String()+"/24", "dev", e.peer)
+	ipCmd(t, "-n", e.ns, "addr", "add", e.peer6.String()+"/64", "dev", e.peer, "nodad")
+	ipCmd(t, "-n", e.ns, "link", "set", e.peer, "up")
+	ifi, err := net.InterfaceByName(dev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.hostMAC = ifi.HardwareAddr
+}
+
+func (e *liveEnv) deleteVeth() { ipCmd(e.t, "link", "del", e.host) }
+
+// inNS runs fn on a thread that has joined the namespace ns. The thread
+// is never handed back to the runtime: it exits with the goroutine.
+func inNS(ns string, fn func() error) error {
+	errc := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread()
+		f, err := os.Open("/run/netns/" + ns)
+		if err != nil {
+			errc <- err
+			return
+		}
+		defer f.Close()
+		if err := unix.Setns(int(f.Fd()), unix.CLONE_NEWNET); err != nil {
+			errc <- fmt.Errorf("setns %s: %w", ns, err)
+			return
+		}
+		errc <- fn()
+	}()
+	return <-errc
+}
+
+// dial sends one TCP SYN from the peer to addr:port (a closed port: the
+// host answers with a reset).
+func (e *liveEnv) dial(addr netip.Addr, port uint16) {
+	err := inNS(e.ns, func() error {
+		c, err := net.DialTimeout("tcp", netip.AddrPortFrom(addr, port).String(), time.Second)
+		if err == nil {
+			c.Close()
+		}
+		return nil
+	})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+}
+
+// udp sends a datagram from the peer to addr:port.
+func (e *liveEnv) udp(addr netip.Addr, port uint16) {
+	err := inNS(e.ns, func() error {
+		c, err := net.Dial("udp", netip.AddrPortFrom(addr, port).String())
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		_, err = c.Write([]byte("knock"))
+		return err
+	})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+}
+
+// raw sends the IP packet b from the peer straight to the host's MAC
+// address, past the peer's IP stack, so it can be anything.
+func (e *liveEnv) raw(b []byte) {
+	proto := unix.ETH_P_IP
+	if b[0]>>4 == 6 {
+		proto = unix.ETH_P_IPV6
+	}
+	err := inNS(e.ns, func() error {
+		ifi, err := net.InterfaceByName(e.peer)
+		if err != nil {
+			return err
+		}
+		c, err := packet.Listen(ifi, packet.Datagram, proto, nil)
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		_, err = c.WriteTo(b, &packet.Addr{HardwareAddr: e.hostMAC})
+		return err
+	})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+}
+
+// running is a Source under Run.
+type running struct {
+	src    *Source
+	events chan capture.Event
+	cancel context.CancelFunc
+	done   chan error
+
+	mu   sync.Mutex
+	logs []string
+}
+
+func startSource(t *testing.T, spec capture.Spec) *running {
+	t.Helper()
+	r := &running{events: make(chan capture.Event, 100), done: make(chan error, 1)}
+	src, err := New(spec, Options{Logf: func(format string, args ...any) {
+		line := fmt.Sprintf(format, args...)
+		t.Logf("source: %s", line)
+		r.mu.Lock()
+		r.logs = append(r.logs, line)
+		r.mu.Unlock()
+	}})
+	if err != nil {
+		t.Fatalf("New: %v", err)
+	}
+	r.src = src
+	ctx, cancel := context.WithCancel(context.Background())
+	r.cancel = cancel
+	go func() { r.done <- src.Run(ctx, r.events) }()
+	t.Cleanup(func() {
+		r.stop(t)
+		src.Close()
+	})
+	return r
+}
+
+// stop ends Run and checks that it returns nil, promptly.
+func (r *running) stop(t *testing.T) {
+	t.Helper()
+	if r.cancel == nil {
+		return
+	}
+	r.cancel()
+	r.cancel = nil
+	select {
+	case err := <-r.done:
+		if err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Error("Run did not return within 5s of its context ending")
+	}
+}
+
+func (r *running) logged(s string) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, l := range r.logs {
+		if strings.Contains(l, s) {
+			return true
+		}
+	}
+	return false
+}
+
+// until calls send every 200ms until an event for which ok holds
+// arrives, and returns the events that came before it.
+func (r *running) until(t *testing.T, what string, send func(), ok func(capture.Event) bool) []capture.Event {
+	t.Helper()
+	deadline := time.After(10 * time.Second)
+	var before []capture.Event
+	for {
+		send()
+		tick := time.After(200 * time.Millisecond)
+	wait:
+		for {
+			select {
+			case ev := <-r.events:
+				if ok(ev) {
+					return before
+				}
+				before = append(before, ev)
+			case <-tick:
+				break wait
+			case <-deadline:
+				t.Fatalf("no event for %s within 10s; saw %v", what, before)
+			}
+		}
+	}
+}
+
+// mark sends the marker datagram to addr:markPort from send and returns
+// the events that arrived before it. Within one socket (one family) the
+// events keep the packets' order, so anything sent before the marker
+// that was going to be reported has been.
+func (r *running) mark(t *testing.T, send func(netip.Addr, uint16), addr netip.Addr) []capture.Event {
+	t.Helper()
+	return r.until(t, "marker to "+addr.String(), func() { send(addr, markPort) }, func(ev capture.Event) bool {
+		return ev.Proto == config.UDP && ev.Port == markPort && ev.Dst == addr
+	})
+}
+
+const markPort = 47999
+
+// livePorts are the ports the live tests knock on.
+const (
+	portSyn   = 47001 // TCP, syn,!ack
+	portUDP   = 47002 // UDP
+	portAny   = 47003 // TCP, any flags
+	portOther = 47004 // not watched
+	portNew   = 47005 // watched after Update
+)
+
+func liveSpec(ifaces []string) capture.Spec {
+	return capture.Spec{
+		Ports: []capture.Port{
+			{Proto: config.TCP, Port: portSyn, Flags: []config.Flags{{Set: config.SYN, Unset: config.ACK}}},
+			{Proto: config.TCP, Port: portAny, Flags: []config.Flags{{}}},
+			{Proto: config.UDP, Port: portUDP},
+			{Proto: config.UDP, Port: markPort},
+		},
+		Interfaces: ifaces,
+	}
+}
+
+func sameEvents(t *testing.T, what string, got []capture.Event, want []capture.Event) {
+	t.Helper()
+	if len(got) != len(want) {
+		t.Fatalf("%s: got %d events %v, want %d %v", what, len(got), got, len(want), want)
+	}
+	for i := range got {
+		g, w := got[i], want[i]
+		if g.Src != w.Src || g.Dst != w.Dst || g.Port != w.Port || g.Proto != w.Proto || g.Flags != w.Flags {
+			t.Errorf("%s: event %d = %+v, want %+v", what, i, g, w)
+		}
+		if g.Time.IsZero() || time.Since(g.Time) > time.Minute {
+			t.Errorf("%s: event %d has time %v", what, i, g.Time)
+		}
+	}
+}
+
+func TestLiveAllInterfaces(t *testing.T) {
+	e := newLiveEnv(t)
+	e.createVeth()
+	r := startSource(t, liveSpec(nil))
+	// The sockets are open since New: the first marker needs no retry,
+	// but neighbour discovery may delay it.
+	r.mark(t, e.udp, e.host4)
+	r.mark(t, e.udp, e.host6)
+
+	t.Run("IPv4", func(t *testing.T) {
+		p, h := e.peer4.String(), e.host4.String()
+		b := e.host4.As4()
+		b[3] = 77
+		notLocal := netip.AddrFrom4(b).String()
+
+		e.dial(e.host4, portSyn)   // reported
+		e.dial(e.host4, portOther) // not watched
+		e.udp(e.host4, portUDP)    // reported
+		// Wrong flags, dropped by the filter.
+		e.raw(ip4(p, h, protoTCP, 0, nil, tcpHdr(1, portSyn, config.ACK)))
+		// IPv4 options: reported.
+		e.raw(ip4(p, h, protoTCP, 0, []byte{0x94, 4, 0, 0}, tcpHdr(2, portSyn, config.SYN)))
+		// A non-first fragment.
+		e.raw(ip4(p, h, protoUDP, 0x0010, nil, udpHdr(3, portUDP, nil)))
+		// Sent to this host's MAC, but not to one of its addresses.
+		e.raw(ip4(p, notLocal, protoUDP, 0, nil, udpHdr(4, portUDP, nil)))
+		// ICMP echo.
+		e.raw(ip4(p, h, 1, 0, nil, []byte{8, 0, 0, 0, 0xb7, 0xb2, 0, 1}))
+
+		got := r.mark(t, e.udp, e.host4)
+		sameEvents(t, "IPv4", got, []capture.Event{
+			{Src: e.peer4, Dst: e.host4, Port: portSyn, Proto: config.TCP, Flags: config.SYN},
+			{Src: e.peer4, Dst: e.host4, Port: portUDP, Proto: config.UDP},
+			{Src: e.peer4, Dst: e.host4, Port: portSyn, Proto: config.TCP, Flags: config.SYN},
+		})
+	})
+
+	t.Run("IPv6", func(t *testing.T) {
+		p, h := e.peer6.String(), e.host6.String()
+		e.dial(e.host6, portSyn)   // reported
+		e.dial(e.host6, portOther) // not watched
+		e.udp(e.host6, portUDP)    // reported
+		// Hop-by-hop and fragment headers, walked in Go: reported.
+		e.raw(ip6(p, h, 0, cat(optHdr(44), fragHdr(protoUDP, 0, true)), udpHdr(5, portUDP, nil)))
+		// A non-first fragment.
+		e.raw(ip6(p, h, 44, fragHdr(protoUDP, 8, false), udpHdr(6, portUDP, nil)))
+		// Wrong flags behind an extension header: the filter keeps it,
+		// Go drops it.
+		e.raw(ip6(p, h, 60, optHdr(protoTCP), tcpHdr(7, portSyn, config.SYN|config.ACK)))
+
+		got := r.mark(t, e.udp, e.host6)
+		sameEvents(t, "IPv6", got, []capture.Event{
+			{Src: e.peer6, Dst: e.host6, Port: portSyn, Proto: config.TCP, Flags: config.SYN},
+			{Src: e.peer6, Dst: e.host6, Port: portUDP, Proto: config.UDP},
+			{Src: e.peer6, Dst: e.host6, Port: portUDP, Proto: config.UDP},
+		})
+	})
+
+	t.Run("loopback once", func(t *testing.T) {
+		local := func(addr netip.Addr, port uint16) {
+			if port == markPort {
+				c, err := net.Dial("udp", netip.AddrPortFrom(addr, port).String())
+				if err != nil {
+					t.Fatal(err)
+				}
+				c.Write([]byte("mark"))
+				c.Close()
+				return
+			}
+			c, err := net.DialTimeout("tcp", netip.AddrPortFrom(addr, port).String(), time.Second)
+			if err == nil {
+				c.Close()
+			}
+		}
+		for _, lo := range []netip.Addr{netip.MustParseAddr("127.0.0.1"), netip.MustParseAddr("::1")} {
+			local(lo, portAny)
+			got := r.mark(t, local, lo)
+			var mine []capture.Event
+			for _, ev := range got {
+				if ev.Src == lo {
+					mine = append(mine, ev)
+				}
+			}
+			sameEvents(t, lo.String(), mine, []capture.Event{{Src: lo, Dst: lo, Port: portAny, Proto: config.TCP, Flags: config.SYN}})
+		}
+	})
+
+	t.Run("Update", func(t *testing.T) {
+		spec := liveSpec(nil)
+		spec.Ports = append(spec.Ports, capture.Port{Proto: config.UDP, Port: portNew})
+		spec.Ports = spec.Ports[1:] // no more portSyn
+		if err := r.src.Update(spec); err != nil {
+			t.Fatal(err)
+		}
+		e.dial(e.host4, portSyn)
+		e.udp(e.host4, portNew)
+		got := r.mark(t, e.udp, e.host4)
+		sameEvents(t, "after Update", got, []capture.Event{{Src: e.peer4, Dst: e.host4, Port: portNew, Proto: config.UDP}})
+	})
+
+	st := r.src.Stats()
+	t.Logf("stats: %+v", st)
+	if st.Events == 0 || st.Received < st.Events || st.Ignored == 0 {
+		t.Errorf("Stats = %+v: want events, and ignored packets", st)
+	}
+}
+
+func TestLiveNamedInterface(t *testing.T) {
+	e := newLiveEnv(t)
+	r := startSource(t, liveSpec([]string{e.host}))
+	if !r.logged("waiting for interface " + e.host) {
+		t.Errorf("no %q in the log", "waiting for interface "+e.host)
+	}
+
+	// It appears.
+	e.createVeth()
+	knock := func(ev capture.Event) bool {
+		return ev.Src == e.peer4 && ev.Dst == e.host4 && ev.Port == portSyn && ev.Flags == config.SYN
+	}
+	r.until(t, "a knock after the interface appeared", func() { e.dial(e.host4, portSyn) }, knock)
+	if !r.logged("attached to interface " + e.host) {
+		t.Errorf("no %q in the log", "attached to interface "+e.host)
+	}
+	// Other interfaces are not watched: loopback is not reported.
+	lo := netip.MustParseAddr("127.0.0.1")
+	if c, err := net.DialTimeout("tcp", netip.AddrPortFrom(lo, portAny).String(), time.Second); err == nil {
+		c.Close()
+	}
+	for _, ev := range r.mark(t, e.udp, e.host4) {
+		if ev.Src == lo {
+			t.Errorf("loopback knock reported: %+v", ev)
+		}
+	}
+
+	// Down and up again.
+	ipCmd(t, "link", "set", e.host, "down")
+	ipCmd(t, "link", "set", e.host, "up")
+	r.until(t, "a knock after down and up", func() { e.dial(e.host4, portSyn) }, knock)
+
+	// Deleted and created again: a new index.
+	e.deleteVeth()
+	e.createVeth()
+	r.until(t, "a knock after the interface was re-created", func() { e.dial(e.host4, portSyn) }, knock)
+	for _, want := range []string{"interface " + e.host + " is gone", "is down", "is up"} {
+		if !r.logged(want) {
+			t.Errorf("no %q in the log", want)
+		}
+	}
+
+	// A new address: knocks on it count, those on the old one do not.
+	b := e.host4.As4()
+	b[3] = 3
+	newAddr := netip.AddrFrom4(b)
+	ipCmd(t, "addr", "del", e.host4.String()+"/24", "dev", e.host)
+	ipCmd(t, "addr", "add", newAddr.String()+"/24", "dev", e.host)
+	toNew := func() { e.raw(ip4(e.peer4.String(), newAddr.String(), protoUDP, 0, nil, udpHdr(9, portUDP, nil))) }
+	r.until(t, "a knock on the new address", toNew, func(ev capture.Event) bool {
+		return ev.Dst == newAddr && ev.Port == portUDP
+	})
+	e.raw(ip4(e.peer4.String(), e.host4.String(), protoUDP, 0, nil, udpHdr(9, portUDP, nil)))
+	e.raw(ip4(e.peer4.String(), newAddr.String(), protoUDP, 0, nil, udpHdr(9, portUDP, nil)))
+	got := r.until(t, "marker", func() {
+		e.raw(ip4(e.peer4.String(), newAddr.String(), protoUDP, 0, nil, udpHdr(9, markPort, nil)))
+	}, func(ev capture.Event) bool { return ev.Port == markPort })
+	for len(got) > 0 && got[0].Dst == newAddr && got[0].Port == portUDP && len(got) > 1 {
+		got = got[1:] // repeats of the retried knock above
+	}
+	sameEvents(t, "after the address change", got, []capture.Event{{Src: e.peer4, Dst: newAddr, Port: portUDP, Proto: config.UDP}})
+
+	// Gone for good: Run carries on until its context ends.
+	e.deleteVeth()
+	r.stop(t)
+}
+
+func TestLiveCloseEndsRun(t *testing.T) {
+	needLive(t)
+	src, err := New(liveSpec(nil), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- src.Run(context.Background(), make(chan capture.Event)) }()
+	time.Sleep(50 * time.Millisecond)
+	if err := src.Close(); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("Run after Close = %v, want nil", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Run did not return after Close")
+	}
+	if err := src.Close(); err != nil {
+		t.Errorf("second Close = %v", err)
+	}
+	if err := src.Run(context.Background(), make(chan capture.Event)); err == nil {
+		t.Error("Run after Close returned nil")
+	}
+	if err := src.Update(liveSpec(nil)); err == nil {
+		t.Error("Update after Close returned nil")
+	}
+}
+
+// TestLiveRunAgain checks that Run can be called again after it returned.
+func TestLiveRunAgain(t *testing.T) {
+	e := newLiveEnv(t)
+	e.createVeth()
+	r := startSource(t, liveSpec(nil))
+	r.mark(t, e.udp, e.host4)
+	r.stop(t)
+
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- r.src.Run(ctx, r.events) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("second Run: %v", err)
+		}
+	}()
+	r.mark(t, e.udp, e.host4)
+}
+
+// withoutCapNetRaw runs fn on a thread whose effective capabilities lack
+// CAP_NET_RAW. The thread exits with the goroutine.
+func withoutCapNetRaw(t *testing.T, fn func()) {
+	t.Helper()
+	errc := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread()
+		hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
+		var data [2]unix.CapUserData
+		if err := unix.Capget(&hdr, &data[0]); err != nil {
+			errc <- err
+			return
+		}
+		data[unix.CAP_NET_RAW/32].Effective &^= 1 << (unix.CAP_NET_RAW % 32)
+		if err := unix.Capset(&hdr, &data[0]); err != nil {
+			errc <- err
+			return
+		}
+		fn()
+		errc <- nil
+	}()
+	if err := <-errc; err != nil {
+		t.Fatalf("dropping CAP_NET_RAW: %v", err)
+	}
+}
+
+func TestWithoutCapNetRaw(t *testing.T) {
+	check := func() {
+		err := Available()
+		t.Logf("Available: %v", err)
+		if !errors.Is(err, os.ErrPermission) || !strings.Contains(err.Error(), "setcap cap_net_raw+ep") {
+			t.Errorf("Available() = %v, want a permission error with a hint", err)
+		}
+		for _, spec := range []capture.Spec{liveSpec(nil), liveSpec([]string{"lo"}), liveSpec([]string{"krs-nonexistent"})} {
+			src, err := New(spec, Options{})
+			if err == nil {
+				src.Close()
+			}
+			if !errors.Is(err, os.ErrPermission) || !strings.Contains(err.Error(), "CAP_NET_RAW") {
+				t.Errorf("New(%q) = %v, want a permission error", spec.Interfaces, err)
+			}
+		}
+	}
+	if err := Available(); err != nil {
+		// Unprivileged already: the case to test.
+		check()
+		return
+	}
+	withoutCapNetRaw(t, check)
+}
+
+// TestLiveOnce checks that a knock that crosses a bridge port and the
+// bridge, or a VLAN-tagged link and its VLAN device, is reported once:
+// the sockets see packets where IP does.
+func TestLiveOnce(t *testing.T) {
+	needLive(t)
+	if err := exec.Command("ip", "link", "add", "krs-probe", "type", "bridge").Run(); err != nil {
+		t.Skip("skipping: this kernel cannot create bridges")
+	}
+	exec.Command("ip", "link", "del", "krs-probe").Run()
+	e := newLiveEnvBridged(t, true)
+	e.createVeth()
+	r := startSource(t, liveSpec(nil))
+	r.mark(t, e.udp, e.host4)
+
+	t.Run("bridge", func(t *testing.T) {
+		e.dial(e.host4, portSyn)
+		got := r.mark(t, e.udp, e.host4)
+		sameEvents(t, "through the bridge", got, []capture.Event{{Src: e.peer4, Dst: e.host4, Port: portSyn, Proto: config.TCP, Flags: config.SYN}})
+	})
+
+	t.Run("VLAN", func(t *testing.T) {
+		// VLAN 10 over the pair, in the other half of 198.18.0.0/15.
+		b := e.host4.As4()
+		vhost := netip.AddrFrom4([4]byte{198, 19, b[2], 1})
+		vpeer := netip.AddrFrom4([4]byte{198, 19, b[2], 2})
+		vlan := e.host + "v"
+		if out, err := exec.Command("ip", "link", "add", "link", e.bridge, "name", vlan, "type", "vlan", "id", "10").CombinedOutput(); err != nil {
+			t.Skipf("skipping: this kernel cannot create VLAN devices: %s", out)
+		}
+		t.Cleanup(func() { exec.Command("ip", "link", "del", vlan).Run() })
+		ipCmd(t, "addr", "add", vhost.String()+"/24", "dev", vlan)
+		ipCmd(t, "link", "set", vlan, "up")
+		ipCmd(t, "-n", e.ns, "link", "add", "link", e.peer, "name", e.peer+"v", "type", "vlan", "id", "10")
+		ipCmd(t, "-n", e.ns, "addr", "add", vpeer.String()+"/24", "dev", e.peer+"v")
+		ipCmd(t, "-n", e.ns, "link", "set", e.peer+"v", "up")
+		r.mark(t, e.udp, vhost)
+
+		e.dial(vhost, portSyn)
+		got := r.mark(t, e.udp, vhost)
+		sameEvents(t, "through the VLAN", got, []capture.Event{{Src: vpeer, Dst: vhost, Port: portSyn, Proto: config.TCP, Flags: config.SYN}})
+	})
+}
+
+// TestLiveUpdateInterfaces moves a running source from all interfaces to
+// one and back, and checks that a bad Update changes nothing.
+func TestLiveUpdateInterfaces(t *testing.T) {
+	e := newLiveEnv(t)
+	e.createVeth()
+	r := startSource(t, liveSpec(nil))
+	lo := netip.MustParseAddr("127.0.0.1")
+	local := func(addr netip.Addr, port uint16) {
+		c, err := net.Dial("udp", netip.AddrPortFrom(addr, port).String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.Write([]byte("x"))
+		c.Close()
+	}
+	r.mark(t, local, lo)
+
+	if err := r.src.Update(liveSpec([]string{e.host})); err != nil {
+		t.Fatal(err)
+	}
+	if !r.logged("attached to interface " + e.host) {
+		t.Errorf("no %q in the log", "attached to interface "+e.host)
+	}
+	// Loopback is no longer watched: its knock and marker vanish, the
+	// veth marker arrives.
+	local(lo, portUDP)
+	local(lo, markPort)
+	for _, ev := range r.mark(t, e.udp, e.host4) {
+		if ev.Src == lo {
+			t.Errorf("loopback reported while watching %s only: %+v", e.host, ev)
+		}
+	}
+
+	bad := liveSpec(nil)
+	bad.Ports = append(bad.Ports, capture.Port{Proto: 1, Port: 1})
+	if err := r.src.Update(bad); err == nil {
+		t.Error("Update accepted an ICMP port")
+	}
+	r.mark(t, e.udp, e.host4) // still watching the veth
+
+	if err := r.src.Update(liveSpec(nil)); err != nil {
+		t.Fatal(err)
+	}
+	r.mark(t, local, lo)
+}
+
+// TestLiveNoLeak checks that Run leaves no goroutine of the package
+// behind.
+func TestLiveNoLeak(t *testing.T) {
+	e := newLiveEnv(t)
+	e.createVeth()
+	r := startSource(t, liveSpec([]string{e.host, "lo"}))
+	r.mark(t, e.udp, e.host4)
+	r.stop(t)
+	r.src.Close()
+	deadline := time.Now().Add(2 * time.Second)
+	for {
+		buf := make([]byte, 1<<20)
+		stacks := string(buf[:runtime.Stack(buf, true)])
+		if !strings.Contains(stacks, "rawsock.(*Source)") {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("goroutines left after Run returned:\n%s", stacks)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
