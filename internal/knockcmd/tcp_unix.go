@@ -65,10 +65,11 @@ func knockTCP(ctx context.Context, ap netip.AddrPort, timeout time.Duration) (Ou
 	if err != nil {
 		return 0, nil, err
 	}
-	if err := f.SetWriteDeadline(time.Now().Add(timeout)); err != nil {
+	deadline := time.Now().Add(timeout)
+	if err := f.SetDeadline(deadline); err != nil {
 		return 0, nil, err
 	}
-	stop := context.AfterFunc(ctx, func() { f.SetWriteDeadline(time.Unix(1, 0)) })
+	stop := context.AfterFunc(ctx, func() { f.SetDeadline(time.Unix(1, 0)) })
 	defer stop()
 
 	connected := false
@@ -95,6 +96,7 @@ func knockTCP(ctx context.Context, ap netip.AddrPort, timeout time.Duration) (Ou
 	})
 	switch {
 	case connected:
+		awaitServerClose(rc)
 		rc.Control(func(fd uintptr) {
 			unix.SetsockoptLinger(int(fd), unix.SOL_SOCKET, unix.SO_LINGER, &unix.Linger{Onoff: 1, Linger: 0})
 		})
@@ -107,6 +109,21 @@ func knockTCP(ctx context.Context, ap netip.AddrPort, timeout time.Duration) (Ou
 		return TimedOut, nil, nil
 	}
 	return 0, nil, werr
+}
+
+// awaitServerClose waits, within the knock's deadline, for the server to
+// end a connection it accepted. knockd's listener backend counts a knock
+// when it accepts the connection and resets it right after, so waiting
+// for that reset makes sure the knock was counted before the next one
+// leaves: a UDP knock sent just behind a TCP handshake could otherwise
+// be read first. A server that keeps the connection open costs the rest
+// of the deadline, never more.
+func awaitServerClose(rc syscall.RawConn) {
+	var buf [1]byte
+	rc.Read(func(fd uintptr) bool {
+		_, _, err := unix.Recvfrom(int(fd), buf[:], unix.MSG_PEEK)
+		return err != unix.EAGAIN && err != unix.EINTR
+	})
 }
 
 func resetClose(fd int) {
