@@ -49,12 +49,14 @@ func New(opts Options) (*Logger, error) {
 		return nil, err
 	}
 	if opts.Syslog {
+		// knockd carries on without a system logger (containers often
+		// have none), so this is a warning, not a reason to stop.
 		w, err := dialSyslog()
 		if err != nil {
-			l.Close()
-			return nil, fmt.Errorf("cannot connect to syslog: %w (remove UseSyslog from [options], or start the system logger)", err)
+			fmt.Fprintf(opts.Errors, "warning: cannot connect to syslog: %v: UseSyslog lines are not logged (start the system logger, or use LogFile)\n", err)
+		} else {
+			l.syslog = w
 		}
-		l.syslog = w
 	}
 	return l, nil
 }
