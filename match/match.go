@@ -258,8 +258,9 @@ func (m *Matcher) Handle(ev capture.Event, out []Action) []Action {
 				a.stage++
 				out = append(out, Action{Kind: Stage, Door: d.cfg, Src: ev.Src, Stage: int(a.stage), Time: now})
 				if int(a.stage) == len(d.seq) {
-					out = m.open(a.door, ev.Src, now, out)
+					di := a.door
 					m.remove(i, prev)
+					out = m.open(di, ev.Src, now, out)
 					i = next
 					continue
 				}

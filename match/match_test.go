@@ -79,6 +79,9 @@ func run(m *Matcher, steps []step) []string {
 		for _, a := range acts {
 			got = append(got, a.String())
 		}
+		if err := m.check(); err != nil {
+			panic(fmt.Sprintf("after %+v: %v", s, err))
+		}
 	}
 	return got
 }
@@ -418,5 +421,84 @@ func TestStateIsReleased(t *testing.T) {
 		if m.stages[l].head != none {
 			t.Errorf("stage list %d not empty", l)
 		}
+	}
+}
+
+// check verifies the matcher's internal lists: every attempt is reachable
+// once from its source, its timeout group and its stage list, and the
+// free list holds exactly the other slots.
+func (m *Matcher) check() error {
+	seen := map[int32]bool{}
+	for src, head := range m.bySrc {
+		for i := head; i != none; i = m.atts[i].srcNext {
+			if seen[i] || len(seen) > len(m.atts) {
+				return fmt.Errorf("attempt %d reached twice", i)
+			}
+			seen[i] = true
+			if m.atts[i].src != src {
+				return fmt.Errorf("attempt %d of %v in %v's chain", i, m.atts[i].src, src)
+			}
+		}
+	}
+	if len(seen) != m.count {
+		return fmt.Errorf("%d attempts reachable, count %d", len(seen), m.count)
+	}
+	inGroups := 0
+	for _, g := range m.groups {
+		for i := g.l.head; i != none; i = m.atts[i].tNext {
+			if !seen[i] {
+				return fmt.Errorf("timeout list holds freed attempt %d", i)
+			}
+			inGroups++
+		}
+	}
+	inStages := 0
+	for s := range m.stages {
+		for i := m.stages[s].head; i != none; i = m.atts[i].sNext {
+			if !seen[i] || m.atts[i].stage != int32(s) {
+				return fmt.Errorf("stage list %d holds attempt %d at stage %d", s, i, m.atts[i].stage)
+			}
+			inStages++
+		}
+	}
+	free := 0
+	for i := m.free; i != none; i = m.atts[i].srcNext {
+		if seen[i] || free > len(m.atts) {
+			return fmt.Errorf("free list holds live or repeated attempt %d", i)
+		}
+		free++
+	}
+	if inGroups != m.count || inStages != m.count || free+m.count != len(m.atts) {
+		return fmt.Errorf("count %d, in timeout lists %d, in stage lists %d, free %d of %d", m.count, inGroups, inStages, free, len(m.atts))
+	}
+	return nil
+}
+
+func TestOneTimeWithSeveralKnockersKeepsStateConsistent(t *testing.T) {
+	d := mkDoor("otp", "6110:udp,6120:udp", 5)
+	d.OneTimeFile = "sequences.seq"
+	fixed := mkDoor("fixed", "7000:udp,7001:udp", 5)
+	f := &fakeOneTime{next: []string{"6210:udp,6220:udp", "6310:udp,6320:udp", "6410:udp,6420:udp"}}
+	m := New([]*config.Door{fixed, d}, Options{OneTime: f.use})
+	const a, b = "198.51.100.1", "198.51.100.2"
+	var got []string
+	for i, sq := range [][2]string{{"6110", "6120"}, {"6210", "6220"}, {"6310", "6320"}} {
+		at := float64(i)
+		got = append(got, run(m, []step{
+			{at, a + " " + sq[0] + ":udp", 0, ""}, {at, b + " " + sq[0] + ":udp", 0, ""},
+			{at, a + " " + sq[1] + ":udp", 0, ""}, {at, b + " " + sq[1] + ":udp", 0, ""},
+		})...)
+	}
+	opens := 0
+	for _, l := range got {
+		if strings.HasSuffix(l, "otp: OPEN SESAME") {
+			opens++
+		}
+	}
+	if opens != 3 {
+		t.Errorf("%d one-time openings, want 3 (one per sequence):\n%s", opens, strings.Join(got, "\n"))
+	}
+	if diff := cmp.Diff([]int64{0, 100, 200}, f.used); diff != "" {
+		t.Errorf("offsets used (-want +got):\n%s", diff)
 	}
 }
