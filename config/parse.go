@@ -226,7 +226,7 @@ func loadINI(data []byte) (f *ini.File, err error) {
 // knockd keeps the whole text, so a command such as
 // "`which iptables` -A INPUT ..." must be used as written.
 func iniQuoted(raw string) bool {
-	return strings.HasPrefix(raw, "`") || len(raw) > 3 && strings.HasPrefix(raw, `"""`)
+	return strings.HasPrefix(raw, "`") || strings.HasPrefix(raw, `"""`)
 }
 
 // value returns the value of e: ini.v1's reading, except where ini.v1 did
