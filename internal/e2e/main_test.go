@@ -1,0 +1,188 @@
+package e2e
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// Paths of the binaries built once for all tests.
+var knockdBin, knockBin string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "knock-e2e-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	os.Chmod(dir, 0o755) // so an unprivileged user can run the binaries
+	knockdBin, knockBin = filepath.Join(dir, "knockd"), filepath.Join(dir, "knock")
+	for bin, pkg := range map[string]string{knockdBin: "../../cmd/knockd", knockBin: "../../cmd/knock"} {
+		cmd := exec.Command("go", "build", "-o", bin, pkg)
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			fmt.Fprintf(os.Stderr, "building %s: %v\n%s", pkg, err, out)
+			os.Exit(1)
+		}
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// freePorts returns n distinct ports that are free for TCP and UDP on
+// loopback right now.
+func freePorts(t *testing.T, n int) []int {
+	t.Helper()
+	var ports []int
+	var held []io.Closer
+	defer func() {
+		for _, c := range held {
+			c.Close()
+		}
+	}()
+	for len(ports) < n {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		held = append(held, l)
+		p := l.Addr().(*net.TCPAddr).Port
+		u, err := net.ListenPacket("udp", fmt.Sprintf("127.0.0.1:%d", p))
+		if err != nil {
+			continue
+		}
+		held = append(held, u)
+		ports = append(ports, p)
+	}
+	return ports
+}
+
+// daemon is a running knockd.
+type daemon struct {
+	t      *testing.T
+	cmd    *exec.Cmd
+	mu     sync.Mutex
+	out    bytes.Buffer
+	lines  chan string
+	done   chan struct{}
+	waited error
+}
+
+// startDaemon runs knockd with args and waits until it is listening.
+func startDaemon(t *testing.T, prefix []string, args ...string) *daemon {
+	t.Helper()
+	argv := append(append([]string{}, prefix...), knockdBin)
+	argv = append(argv, args...)
+	d := &daemon{t: t, cmd: exec.Command(argv[0], argv[1:]...), lines: make(chan string, 1000), done: make(chan struct{})}
+	pr, pw := io.Pipe()
+	d.cmd.Stdout, d.cmd.Stderr = pw, pw
+	if err := d.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		sc := bufio.NewScanner(pr)
+		for sc.Scan() {
+			d.mu.Lock()
+			d.out.WriteString(sc.Text() + "\n")
+			d.mu.Unlock()
+			select {
+			case d.lines <- sc.Text():
+			default:
+			}
+		}
+	}()
+	go func() {
+		d.waited = d.cmd.Wait()
+		pw.Close()
+		close(d.done)
+	}()
+	t.Cleanup(d.stop)
+	d.waitLine("listening on")
+	return d
+}
+
+// waitLine waits for an output line containing s.
+func (d *daemon) waitLine(s string) {
+	d.t.Helper()
+	timeout := time.After(15 * time.Second)
+	for {
+		select {
+		case l := <-d.lines:
+			if strings.Contains(l, s) {
+				return
+			}
+		case <-d.done:
+			d.t.Fatalf("knockd exited (%v) before printing %q:\n%s", d.waited, s, d.output())
+		case <-timeout:
+			d.t.Fatalf("knockd did not print %q in time:\n%s", s, d.output())
+		}
+	}
+}
+
+func (d *daemon) output() string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.out.String()
+}
+
+// stop sends SIGTERM and waits for the exit.
+func (d *daemon) stop() {
+	select {
+	case <-d.done:
+		return
+	default:
+	}
+	d.cmd.Process.Signal(os.Interrupt)
+	select {
+	case <-d.done:
+	case <-time.After(20 * time.Second):
+		d.cmd.Process.Kill()
+		<-d.done
+		d.t.Errorf("knockd did not stop on SIGINT:\n%s", d.output())
+	}
+}
+
+// knock runs a knock client and fails the test if it fails.
+func knock(t *testing.T, client string, args ...string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, client, args...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("%s %s: %v\n%s", client, strings.Join(args, " "), err, out)
+	}
+}
+
+// waitFile waits until the file at path contains want.
+func waitFile(t *testing.T, path, want string) string {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		b, _ := os.ReadFile(path)
+		if strings.Contains(string(b), want) {
+			return string(b)
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s never contained %q; it has:\n%s", path, want, b)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func writeFile(t *testing.T, path, content string) {
+	t.Helper()
+	if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
