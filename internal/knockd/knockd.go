@@ -143,13 +143,7 @@ func start(opts Options) (*daemon, error) {
 	if d.src, err = d.openSource(spec); err != nil {
 		return fail(err)
 	}
-	if d.src.Name() == "listener" {
-		for _, door := range cfg.Doors {
-			if why := listener.Unsupported(door); why != "" {
-				d.log.Error("warning: %s", why)
-			}
-		}
-	}
+	d.warnUnsupported(cfg.Doors)
 	if n, err := d.runner.Recover(); err != nil {
 		d.log.Error("%v", err)
 	} else if n > 0 {
@@ -353,11 +347,17 @@ func (d *daemon) reload(ctx context.Context) {
 	}
 	d.loop.Do(ctx, func(m *match.Matcher) { m.Reload(cfg.Doors) })
 	d.cfg = cfg
-	if d.src.Name() == "listener" {
-		for _, door := range cfg.Doors {
-			if why := listener.Unsupported(door); why != "" {
-				d.log.Error("warning: %s", why)
-			}
+	d.warnUnsupported(cfg.Doors)
+}
+
+// warnUnsupported reports the doors the listener backend can never open.
+func (d *daemon) warnUnsupported(doors []*config.Door) {
+	if d.src.Name() != "listener" {
+		return
+	}
+	for _, door := range doors {
+		if why := listener.Unsupported(door); why != "" {
+			d.log.Error("warning: door %s: %s", door.Name, why)
 		}
 	}
 }
