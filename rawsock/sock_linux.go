@@ -78,9 +78,25 @@ func openSock(key sockKey, index int32, prog []bpf.RawInstruction) (*sock, error
 		conn.Close()
 		return nil, fmt.Errorf("rawsock: %s: %w", key, err)
 	}
+	growReceiveBuffer(rc)
 	k := &sock{key: key, index: index, conn: conn, rc: rc, buf: make([]byte, readSize)}
 	k.readFn = k.recv
 	return k, nil
+}
+
+// receiveBuffer is the socket receive buffer asked for: enough to hold a
+// burst of tens of thousands of knocks while the reader is descheduled on
+// a busy host, where the default (about 200 KiB) drops them.
+const receiveBuffer = 16 << 20
+
+// growReceiveBuffer enlarges the socket's receive buffer: past
+// net.core.rmem_max when the process may (CAP_NET_ADMIN), else up to it.
+func growReceiveBuffer(rc syscall.RawConn) {
+	rc.Control(func(fd uintptr) {
+		if unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, receiveBuffer) != nil {
+			unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUF, receiveBuffer)
+		}
+	})
 }
 
 // unwrapOp drops packet's *net.OpError, whose text adds nothing here

@@ -327,14 +327,27 @@ func TestCommandBoundUnderUDPFlood(t *testing.T) {
 		}
 	}
 	c.Close()
+	// Every datagram the daemon saw opens the door; each opening's
+	// command must run to its end. On a loaded host the kernel may drop
+	// some datagrams before the daemon reads them: the bound on running
+	// commands is what this test is about.
 	deadline := time.Now().Add(60 * time.Second)
 	for {
-		lines := fileLines(out)
-		if len(lines) == 2*n {
-			break
+		opened := strings.Count(d.output(), ": one: OPEN SESAME")
+		ended := 0
+		for _, l := range fileLines(out) {
+			if l == "-" {
+				ended++
+			}
+		}
+		if opened >= n/2 && ended == opened {
+			time.Sleep(200 * time.Millisecond)
+			if strings.Count(d.output(), ": one: OPEN SESAME") == opened {
+				break
+			}
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("%d command lines after 60 s, want %d; %d commands run, %d openings", len(lines), 2*n, strings.Count(d.output(), "running command"), strings.Count(d.output(), "OPEN SESAME"))
+			t.Fatalf("after 60 s: %d openings, %d commands ended (of %d datagrams)", opened, ended, n)
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
@@ -347,7 +360,7 @@ func TestCommandBoundUnderUDPFlood(t *testing.T) {
 		}
 		peak = max(peak, cur)
 	}
-	t.Logf("%d datagrams, %d commands, at most %d at once (bound %d)", n, n, peak, bound)
+	t.Logf("%d datagrams sent, %d commands run, at most %d at once (bound %d)", n, strings.Count(d.output(), ": one: OPEN SESAME"), peak, bound)
 	if peak > bound {
 		t.Errorf("%d commands ran at once, bound is %d", peak, bound)
 	}
