@@ -161,7 +161,11 @@ func (d *daemon) openSource(spec capture.Spec) (capture.Source, error) {
 	switch d.opts.Backend {
 	case "", "auto":
 		if err := rawsock.Available(); err != nil {
-			d.log.Log("backend: listener (raw capture unavailable: %v)", err)
+			why := err.Error()
+			if errors.Is(err, os.ErrPermission) {
+				why = "no CAP_NET_RAW for packet sockets"
+			}
+			d.log.Log("backend: listener (raw backend unavailable: %s)", why)
 			return listener.New(spec, listener.Options{Logf: logf})
 		}
 		d.log.Log("backend: raw (this process may open packet sockets)")
