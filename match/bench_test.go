@@ -3,6 +3,7 @@ package match
 import (
 	"fmt"
 	"net/netip"
+	"runtime"
 	"testing"
 	"time"
 
@@ -57,4 +58,30 @@ func BenchmarkFlood(b *testing.B) {
 		out = m.Handle(ev, out[:0])
 	}
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "events/s")
+}
+
+// BenchmarkMemoryAtCap fills the matcher to DefaultMaxAttempts attempts
+// from distinct sources and reports the heap it holds.
+func BenchmarkMemoryAtCap(b *testing.B) {
+	for i := 0; i < b.N; i++ {
+		runtime.GC()
+		var before, after runtime.MemStats
+		runtime.ReadMemStats(&before)
+		m := New([]*config.Door{mkDoor("d", "7000,8000,9000", 3600)}, Options{})
+		ev := capture.Event{Time: t0, Dst: netip.MustParseAddr("203.0.113.1"), Port: 7000, Proto: config.TCP, Flags: config.SYN}
+		var out []Action
+		for j := 0; j < DefaultMaxAttempts; j++ {
+			ev.Src = netip.AddrFrom4([4]byte{198, 18 + byte(j>>16), byte(j >> 8), byte(j)})
+			out = m.Handle(ev, out[:0])
+		}
+		runtime.GC()
+		runtime.ReadMemStats(&after)
+		if m.Stats().InProgress != DefaultMaxAttempts {
+			b.Fatalf("%d attempts", m.Stats().InProgress)
+		}
+		held := float64(after.HeapAlloc - before.HeapAlloc)
+		b.ReportMetric(held/(1<<20), "MiB")
+		b.ReportMetric(held/DefaultMaxAttempts, "B/attempt")
+		runtime.KeepAlive(m)
+	}
 }
