@@ -108,12 +108,19 @@ type attempt struct {
 	door    int32
 	stage   int32 // knocks matched so far, 1..len(sequence)-1
 	srcNext int32 // next attempt of the same source, or the free list
-	tPrev   int32 // timeout list of the door's group, oldest first
-	tNext   int32
-	sPrev   int32 // list of attempts at the same stage, oldest first
-	sNext   int32
-	lstage  int32 // the stage whose list holds the attempt
+	// link holds the attempt's places in two lists, oldest first: its
+	// timeout group's (byTimeout) and its stage's (byStage).
+	link   [2]links
+	lstage int32 // the stage whose list holds the attempt
 }
+
+type links struct{ prev, next int32 }
+
+// Indexes into attempt.link.
+const (
+	byTimeout = 0
+	byStage   = 1
+)
 
 type list struct{ head, tail int32 }
 
@@ -430,14 +437,7 @@ func (m *Matcher) add(di int32, src netip.Addr, now time.Time) {
 	} else {
 		m.bySrc[src] = i
 	}
-	gl := &m.groups[m.doors[di].group].l
-	a.tNext, a.tPrev = none, gl.tail
-	if gl.tail != none {
-		m.atts[gl.tail].tNext = i
-	} else {
-		gl.head = i
-	}
-	gl.tail = i
+	m.push(&m.groups[m.doors[di].group].l, byTimeout, i)
 	m.linkStage(i)
 	m.count++
 }
@@ -465,17 +465,7 @@ func (m *Matcher) removeFrom(src netip.Addr, i, prev int32) {
 	} else {
 		m.atts[prev].srcNext = a.srcNext
 	}
-	gl := &m.groups[m.doors[a.door].group].l
-	if a.tPrev != none {
-		m.atts[a.tPrev].tNext = a.tNext
-	} else {
-		gl.head = a.tNext
-	}
-	if a.tNext != none {
-		m.atts[a.tNext].tPrev = a.tPrev
-	} else {
-		gl.tail = a.tPrev
-	}
+	m.unlink(&m.groups[m.doors[a.door].group].l, byTimeout, i)
 	m.unlinkStage(i)
 	*a = attempt{srcNext: m.free}
 	m.free = i
@@ -483,31 +473,38 @@ func (m *Matcher) removeFrom(src netip.Addr, i, prev int32) {
 }
 
 func (m *Matcher) linkStage(i int32) {
-	a := &m.atts[i]
-	a.lstage = a.stage
-	l := &m.stages[a.stage]
-	a.sNext, a.sPrev = none, l.tail
+	m.atts[i].lstage = m.atts[i].stage
+	m.push(&m.stages[m.atts[i].stage], byStage, i)
+}
+
+// unlinkStage removes i from the stage list it is linked in.
+func (m *Matcher) unlinkStage(i int32) {
+	m.unlink(&m.stages[m.atts[i].lstage], byStage, i)
+}
+
+// push appends attempt i to list l, through its links number k.
+func (m *Matcher) push(l *list, k int, i int32) {
+	m.atts[i].link[k] = links{prev: l.tail, next: none}
 	if l.tail != none {
-		m.atts[l.tail].sNext = i
+		m.atts[l.tail].link[k].next = i
 	} else {
 		l.head = i
 	}
 	l.tail = i
 }
 
-// unlinkStage removes i from the stage list it is linked in.
-func (m *Matcher) unlinkStage(i int32) {
-	a := &m.atts[i]
-	l := &m.stages[a.lstage]
-	if a.sPrev != none {
-		m.atts[a.sPrev].sNext = a.sNext
+// unlink removes attempt i from list l, through its links number k.
+func (m *Matcher) unlink(l *list, k int, i int32) {
+	ln := m.atts[i].link[k]
+	if ln.prev != none {
+		m.atts[ln.prev].link[k].next = ln.next
 	} else {
-		l.head = a.sNext
+		l.head = ln.next
 	}
-	if a.sNext != none {
-		m.atts[a.sNext].sPrev = a.sPrev
+	if ln.next != none {
+		m.atts[ln.next].link[k].prev = ln.prev
 	} else {
-		l.tail = a.sPrev
+		l.tail = ln.prev
 	}
 }
 

@@ -445,7 +445,7 @@ func (m *Matcher) check() error {
 	}
 	inGroups := 0
 	for _, g := range m.groups {
-		for i := g.l.head; i != none; i = m.atts[i].tNext {
+		for i := g.l.head; i != none; i = m.atts[i].link[byTimeout].next {
 			if !seen[i] {
 				return fmt.Errorf("timeout list holds freed attempt %d", i)
 			}
@@ -454,7 +454,7 @@ func (m *Matcher) check() error {
 	}
 	inStages := 0
 	for s := range m.stages {
-		for i := m.stages[s].head; i != none; i = m.atts[i].sNext {
+		for i := m.stages[s].head; i != none; i = m.atts[i].link[byStage].next {
 			if !seen[i] || m.atts[i].stage != int32(s) {
 				return fmt.Errorf("stage list %d holds attempt %d at stage %d", s, i, m.atts[i].stage)
 			}
