@@ -68,13 +68,12 @@ func freePorts(t *testing.T, n int) []int {
 	return ports
 }
 
-// daemon is a running knockd.
+// daemon is a running knockd (ours or Debian's).
 type daemon struct {
 	t      *testing.T
 	cmd    *exec.Cmd
 	mu     sync.Mutex
 	out    bytes.Buffer
-	lines  chan string
 	done   chan struct{}
 	waited error
 }
@@ -84,10 +83,18 @@ func startDaemon(t *testing.T, prefix []string, args ...string) *daemon {
 	t.Helper()
 	argv := append(append([]string{}, prefix...), knockdBin)
 	argv = append(argv, args...)
-	d := &daemon{t: t, cmd: exec.Command(argv[0], argv[1:]...), lines: make(chan string, 1000), done: make(chan struct{})}
+	return launch(t, exec.Command(argv[0], argv[1:]...), "listening on")
+}
+
+// launch starts cmd, collecting its output, and waits until the output
+// contains ready (when not empty). The process is stopped (SIGINT) when
+// the test ends.
+func launch(t *testing.T, cmd *exec.Cmd, ready string) *daemon {
+	t.Helper()
+	d := &daemon{t: t, cmd: cmd, done: make(chan struct{})}
 	pr, pw := io.Pipe()
-	d.cmd.Stdout, d.cmd.Stderr = pw, pw
-	if err := d.cmd.Start(); err != nil {
+	cmd.Stdout, cmd.Stderr = pw, pw
+	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
 	go func() {
@@ -96,38 +103,25 @@ func startDaemon(t *testing.T, prefix []string, args ...string) *daemon {
 			d.mu.Lock()
 			d.out.WriteString(sc.Text() + "\n")
 			d.mu.Unlock()
-			select {
-			case d.lines <- sc.Text():
-			default:
-			}
 		}
+		io.Copy(io.Discard, pr)
 	}()
 	go func() {
-		d.waited = d.cmd.Wait()
+		d.waited = cmd.Wait()
 		pw.Close()
 		close(d.done)
 	}()
 	t.Cleanup(d.stop)
-	d.waitLine("listening on")
+	if ready != "" {
+		waitOutput(t, d, ready, 1)
+	}
 	return d
 }
 
-// waitLine waits for an output line containing s.
+// waitLine waits until the output contains s.
 func (d *daemon) waitLine(s string) {
 	d.t.Helper()
-	timeout := time.After(15 * time.Second)
-	for {
-		select {
-		case l := <-d.lines:
-			if strings.Contains(l, s) {
-				return
-			}
-		case <-d.done:
-			d.t.Fatalf("knockd exited (%v) before printing %q:\n%s", d.waited, s, d.output())
-		case <-timeout:
-			d.t.Fatalf("knockd did not print %q in time:\n%s", s, d.output())
-		}
-	}
+	waitOutput(d.t, d, s, 1)
 }
 
 func (d *daemon) output() string {

@@ -6,13 +6,11 @@ package e2e
 // the daemons printed and ran.
 
 import (
-	"bufio"
 	"context"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"math/rand/v2"
 	"net/netip"
 	"os"
@@ -53,31 +51,7 @@ func startIn(t *testing.T, ns *netlab.Netns, dir, ready string, argv ...string) 
 	t.Helper()
 	cmd := ns.Command(argv[0], argv[1:]...)
 	cmd.Dir = dir
-	d := &daemon{t: t, cmd: cmd, lines: make(chan string, 1), done: make(chan struct{})}
-	pr, pw := io.Pipe()
-	cmd.Stdout, cmd.Stderr = pw, pw
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() {
-		sc := bufio.NewScanner(pr)
-		for sc.Scan() {
-			d.mu.Lock()
-			d.out.WriteString(sc.Text() + "\n")
-			d.mu.Unlock()
-		}
-		io.Copy(io.Discard, pr)
-	}()
-	go func() {
-		d.waited = cmd.Wait()
-		pw.Close()
-		close(d.done)
-	}()
-	t.Cleanup(d.stop)
-	if ready != "" {
-		waitOutput(t, d, ready, 1)
-	}
-	return d
+	return launch(t, cmd, ready)
 }
 
 // startOurs runs our knockd on the raw backend inside ns, verbose, with
