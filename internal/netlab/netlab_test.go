@@ -239,6 +239,7 @@ func TestDelayLinkLoss(t *testing.T) {
 
 func TestCleanup(t *testing.T) {
 	t.Parallel()
+	netlab.Require(t)
 	var name string
 	t.Run("inner", func(t *testing.T) {
 		a, b := netlab.NewNetns(t, "nltest-a"), netlab.NewNetns(t, "nltest-b")
