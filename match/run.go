@@ -73,6 +73,7 @@ func sameMatching(old *config.Door, oldSeq []config.Knock, nd *config.Door) bool
 type Loop struct {
 	m    *Matcher
 	ctl  chan func(*Matcher)
+	done chan struct{} // closed when Run returns
 	now  func() time.Time
 	acts []Action
 }
@@ -83,18 +84,21 @@ func NewLoop(m *Matcher, now func() time.Time) *Loop {
 	if now == nil {
 		now = time.Now
 	}
-	return &Loop{m: m, ctl: make(chan func(*Matcher)), now: now}
+	return &Loop{m: m, ctl: make(chan func(*Matcher)), done: make(chan struct{}), now: now}
 }
 
 // Do runs f on the loop's goroutine with the matcher, and waits for it.
-// It returns false, without running f, when the loop has ended.
+// It returns false, without running f, when ctx ends or the loop has
+// ended first.
 func (l *Loop) Do(ctx context.Context, f func(*Matcher)) bool {
-	done := make(chan struct{})
+	ran := make(chan struct{})
 	select {
-	case l.ctl <- func(m *Matcher) { f(m); close(done) }:
-		<-done
+	case l.ctl <- func(m *Matcher) { f(m); close(ran) }:
+		<-ran
 		return true
 	case <-ctx.Done():
+		return false
+	case <-l.done:
 		return false
 	}
 }
@@ -104,6 +108,7 @@ func (l *Loop) Do(ctx context.Context, f func(*Matcher)) bool {
 // emit. emit runs on the loop's goroutine and must not block for long;
 // the slice is reused after it returns.
 func (l *Loop) Run(ctx context.Context, in <-chan capture.Event, emit func([]Action)) {
+	defer close(l.done)
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
 	var armed time.Time

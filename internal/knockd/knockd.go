@@ -315,7 +315,9 @@ func (d *daemon) act() {
 // updateSource makes the capture follow the matcher's current doors.
 func (d *daemon) updateSource() {
 	var doors []*config.Door
-	d.loop.Do(context.Background(), func(m *match.Matcher) { doors = m.Doors() })
+	if !d.loop.Do(context.Background(), func(m *match.Matcher) { doors = m.Doors() }) {
+		return // shutting down
+	}
 	if err := d.src.Update(d.spec(doors)); err != nil {
 		d.log.Error("cannot follow the new sequences: %v", err)
 	}
