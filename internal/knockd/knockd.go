@@ -53,6 +53,11 @@ type Options struct {
 // that cannot start returns an error before anything runs.
 func Run(ctx context.Context, opts Options) (err error) {
 	d, err := start(opts)
+	if err == nil && opts.Daemon {
+		// Before Ready, so that the pid file exists when "knockd -d"
+		// returns.
+		defer d.writePidFile()()
+	}
 	if opts.Ready != nil {
 		opts.Ready(err)
 	}
@@ -204,22 +209,25 @@ func stateDir(flag, conf string) (string, error) {
 	return filepath.Join(home, ".local", "state", "knockd"), nil
 }
 
+// writePidFile writes the pid file of -d and returns what removes it. As
+// with knockd, a pid file that cannot be written is logged, not fatal.
+func (d *daemon) writePidFile() (remove func()) {
+	pid := d.opts.PidFile
+	if pid == "" {
+		pid = d.cfg.PidFile
+	}
+	if pid == "" {
+		pid = config.DefaultPidFile
+	}
+	if err := os.WriteFile(pid, fmt.Appendf(nil, "%d\n", os.Getpid()), 0o644); err != nil {
+		d.log.Error("could not create pid file %s: %v", pid, err)
+		return func() {}
+	}
+	return func() { os.Remove(pid) }
+}
+
 func (d *daemon) serve(ctx context.Context) error {
 	defer d.log.Close()
-	if d.opts.Daemon {
-		pid := d.opts.PidFile
-		if pid == "" {
-			pid = d.cfg.PidFile
-		}
-		if pid == "" {
-			pid = config.DefaultPidFile
-		}
-		if err := os.WriteFile(pid, fmt.Appendf(nil, "%d\n", os.Getpid()), 0o644); err != nil {
-			d.log.Error("could not create pid file %s: %v", pid, err)
-		} else {
-			defer os.Remove(pid)
-		}
-	}
 	listening := d.iface
 	if listening == "" {
 		listening = "any"
