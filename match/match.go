@@ -138,6 +138,14 @@ type group struct {
 	l       list
 }
 
+// srcKey is a source address as a map key. netip.Addr holds a pointer
+// (its zone), which makes every lookup compare more and the garbage
+// collector scan the whole map; the 16 bytes alone do neither. Event
+// sources carry no zone.
+type srcKey [16]byte
+
+func keyOfSrc(a netip.Addr) srcKey { return a.As16() }
+
 type knockKey uint32
 
 func keyOf(proto config.Proto, port uint16) knockKey {
@@ -156,7 +164,7 @@ type Matcher struct {
 	atts    []attempt
 	free    int32
 	count   int
-	bySrc   map[netip.Addr]int32
+	bySrc   map[srcKey]int32
 	now     time.Time
 	evicted uint64
 	refused uint64
@@ -164,7 +172,7 @@ type Matcher struct {
 
 // New returns a Matcher for doors.
 func New(doors []*config.Door, opts Options) *Matcher {
-	m := &Matcher{opts: opts, free: none, bySrc: make(map[netip.Addr]int32)}
+	m := &Matcher{opts: opts, free: none, bySrc: make(map[srcKey]int32)}
 	m.max = opts.MaxAttempts
 	if m.max <= 0 {
 		m.max = DefaultMaxAttempts
@@ -241,7 +249,7 @@ func (m *Matcher) Handle(ev capture.Event, out []Action) []Action {
 	out = m.Expire(now, out)
 
 	relevant, used, failed := false, false, false
-	if head, ok := m.bySrc[ev.Src]; ok {
+	if head, ok := m.bySrc[keyOfSrc(ev.Src)]; ok {
 		prev := int32(none)
 		for i := head; i != none; {
 			a := &m.atts[i]
@@ -356,12 +364,12 @@ func (m *Matcher) open(di int32, src netip.Addr, now time.Time, out []Action) []
 
 // dropDoor ends every attempt on door di.
 func (m *Matcher) dropDoor(di int32) {
-	for src, head := range m.bySrc {
+	for _, head := range m.bySrc {
 		prev := int32(none)
 		for i := head; i != none; {
 			next := m.atts[i].srcNext
 			if m.atts[i].door == di {
-				m.removeFrom(src, i, prev)
+				m.removeFrom(m.atts[i].src, i, prev)
 			} else {
 				prev = i
 			}
@@ -428,14 +436,14 @@ func (m *Matcher) add(di int32, src netip.Addr, now time.Time) {
 	a := &m.atts[i]
 	*a = attempt{src: src, start: now, door: di, stage: 1, srcNext: none}
 	// Append to the source's chain so attempts keep door order.
-	if head, ok := m.bySrc[src]; ok {
+	if head, ok := m.bySrc[keyOfSrc(src)]; ok {
 		j := head
 		for m.atts[j].srcNext != none {
 			j = m.atts[j].srcNext
 		}
 		m.atts[j].srcNext = i
 	} else {
-		m.bySrc[src] = i
+		m.bySrc[keyOfSrc(src)] = i
 	}
 	m.push(&m.groups[m.doors[di].group].l, byTimeout, i)
 	m.linkStage(i)
@@ -444,7 +452,7 @@ func (m *Matcher) add(di int32, src netip.Addr, now time.Time) {
 
 func (m *Matcher) prevOfSrc(i int32) int32 {
 	prev := int32(none)
-	for j := m.bySrc[m.atts[i].src]; j != i && j != none; j = m.atts[j].srcNext {
+	for j := m.bySrc[keyOfSrc(m.atts[i].src)]; j != i && j != none; j = m.atts[j].srcNext {
 		prev = j
 	}
 	return prev
@@ -458,9 +466,9 @@ func (m *Matcher) removeFrom(src netip.Addr, i, prev int32) {
 	a := &m.atts[i]
 	if prev == none {
 		if a.srcNext == none {
-			delete(m.bySrc, src)
+			delete(m.bySrc, keyOfSrc(src))
 		} else {
-			m.bySrc[src] = a.srcNext
+			m.bySrc[keyOfSrc(src)] = a.srcNext
 		}
 	} else {
 		m.atts[prev].srcNext = a.srcNext

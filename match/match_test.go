@@ -435,7 +435,7 @@ func (m *Matcher) check() error {
 				return fmt.Errorf("attempt %d reached twice", i)
 			}
 			seen[i] = true
-			if m.atts[i].src != src {
+			if keyOfSrc(m.atts[i].src) != src {
 				return fmt.Errorf("attempt %d of %v in %v's chain", i, m.atts[i].src, src)
 			}
 		}

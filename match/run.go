@@ -57,7 +57,7 @@ func (m *Matcher) Reload(doors []*config.Door) {
 }
 
 func (m *Matcher) bySrcTail(src netip.Addr) int32 {
-	j := m.bySrc[src]
+	j := m.bySrc[keyOfSrc(src)]
 	for m.atts[j].srcNext != none {
 		j = m.atts[j].srcNext
 	}
