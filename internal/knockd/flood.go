@@ -7,50 +7,65 @@ import (
 	"github.com/knock-go/knock/internal/klog"
 )
 
-// stageLinesPerSecond is how many "Stage N" lines are logged in one
-// second before the rest are only counted.
-const stageLinesPerSecond = 50
+// linesPerSecond is how many lines of one chatty kind ("Stage N",
+// "sequence timeout") are logged in one second before the rest are only
+// counted.
+const linesPerSecond = 50
 
-// floodGate lets through at most stageLinesPerSecond stage lines a
-// second and summarises the rest once the second is over. It arms a timer
-// only while it is suppressing, so an idle daemon never wakes up.
+// Chatty kinds of log line: one per packet, or one per attempt, so a
+// spoofed flood makes as many.
+const (
+	stageLines = iota
+	timeoutLines
+	chattyKinds
+)
+
+var chattyNames = [chattyKinds]string{"stage", "timeout"}
+
+// floodGate lets through at most linesPerSecond lines of each chatty
+// kind a second and summarises the rest once the second is over. It arms
+// a timer only while it is suppressing, so an idle daemon never wakes up.
+// OPEN SESAME, command and error lines never go through it.
 type floodGate struct {
 	log        *klog.Logger
 	mu         sync.Mutex
-	window     time.Time
-	n          int
-	suppressed int
+	window     [chattyKinds]time.Time
+	n          [chattyKinds]int
+	suppressed [chattyKinds]int
 	timer      *time.Timer
 }
 
 func newFloodGate(log *klog.Logger) *floodGate { return &floodGate{log: log} }
 
-func (g *floodGate) allow() bool {
+// allow reports whether a line of the kind may be logged now.
+func (g *floodGate) allow(kind int) bool {
 	now := time.Now()
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	if now.Sub(g.window) >= time.Second {
-		g.window, g.n = now, 0
+	if now.Sub(g.window[kind]) >= time.Second {
+		g.window[kind], g.n[kind] = now, 0
 	}
-	g.n++
-	if g.n <= stageLinesPerSecond {
+	g.n[kind]++
+	if g.n[kind] <= linesPerSecond {
 		return true
 	}
-	if g.suppressed == 0 && g.timer == nil {
+	if g.timer == nil {
 		g.timer = time.AfterFunc(time.Second, g.report)
 	}
-	g.suppressed++
+	g.suppressed[kind]++
 	return false
 }
 
 func (g *floodGate) report() {
 	g.mu.Lock()
 	n := g.suppressed
-	g.suppressed = 0
+	g.suppressed = [chattyKinds]int{}
 	g.timer = nil
 	g.mu.Unlock()
-	if n > 0 {
-		g.log.Log("%d stage messages suppressed in the last second", n)
+	for kind, c := range n {
+		if c > 0 {
+			g.log.Log("%d %s messages suppressed in the last second", c, chattyNames[kind])
+		}
 	}
 }
 

@@ -287,11 +287,13 @@ func (d *daemon) serve(ctx context.Context) error {
 	return nil
 }
 
-// emit runs on the matcher's goroutine: it thins out stage lines under a
-// flood and hands the rest to act without blocking on DNS or commands.
+// emit runs on the matcher's goroutine: it thins out stage and timeout
+// lines under a flood and hands the rest to act without blocking on DNS or commands.
 func (d *daemon) emit(acts []match.Action) {
 	for _, a := range acts {
-		if a.Kind == match.Stage && !d.flood.allow() {
+		switch {
+		case a.Kind == match.Stage && !d.flood.allow(stageLines),
+			a.Kind == match.Timeout && !d.flood.allow(timeoutLines):
 			continue
 		}
 		d.acts <- a

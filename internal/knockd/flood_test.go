@@ -1,0 +1,37 @@
+package knockd
+
+import (
+	"bytes"
+	"strings"
+	"testing"
+
+	"github.com/knock-go/knock/internal/klog"
+)
+
+func TestFloodGateSummarisesEachKind(t *testing.T) {
+	var out bytes.Buffer
+	log, err := klog.New(klog.Options{Verbose: &out})
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := newFloodGate(log)
+	allowed := [chattyKinds]int{}
+	for i := 0; i < 500; i++ {
+		for kind := range chattyKinds {
+			if g.allow(kind) {
+				allowed[kind]++
+			}
+		}
+	}
+	g.close()
+	for kind := range chattyKinds {
+		if allowed[kind] != linesPerSecond {
+			t.Errorf("%s: %d lines allowed in a burst, want %d", chattyNames[kind], allowed[kind], linesPerSecond)
+		}
+	}
+	for _, want := range []string{"450 stage messages suppressed in the last second", "450 timeout messages suppressed in the last second"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("summary %q missing from:\n%s", want, out.String())
+		}
+	}
+}
