@@ -1,0 +1,67 @@
+// Command bench compares Debian's knockd 0.8 with ours (raw backend), one
+// after the other on the same configuration, in two network namespaces
+// joined by a veth pair, and prints a markdown table: a spoofed-source
+// SYN flood, the latency of an opening, the cost of idling, and the
+// matcher's Go benchmarks. Run it as root from the module's root:
+//
+//	go run ./internal/bench
+//
+// It needs the ip command, /usr/sbin/knockd (Debian package knockd) and
+// the go command (to build ours and run the matcher benchmarks). The
+// namespaces are deleted at the end, on error and on ^C too; those of a
+// run that was killed are deleted by the next run. The daemons run in a
+// process group of their own and die with this command.
+//
+// The defaults take about three minutes: per daemon, 60 s idle, 200
+// timed openings, a flood of 1,000,000 spoofed SYNs with 20 legitimate
+// sequences (one to two seconds: the generator alone sends 1.0 to 1.3
+// million packets a second on a 2-core VM; knockd then needs several
+// seconds to empty its ring), and the expiry of the flood's attempts
+// (Seq_Timeout 10 s); then about 20 s of matcher benchmarks. -idle,
+// -flood, -openings, -legit and -seq-timeout shorten or lengthen it;
+// -only runs one daemon; -pin runs the generator on CPU 0 and the daemon
+// on CPU 1 only, so that a daemon that spreads over both cores cannot
+// slow the generator down (without it, the rate a daemon is flooded at
+// depends on the daemon); -perf records the whole machine during each
+// flood; -timeout bounds the whole run (default 20 minutes). The
+// generator's rate alone, with no daemon running, is measured first and
+// printed above the table.
+//
+// Each daemon is started, checked (a knock must open a door), watched
+// idle, timed, then flooded, and stopped before the other starts. The
+// addresses are 198.18.0.1 (client) and 198.18.0.2 (server), the spoofed
+// sources the rest of 198.18.0.0/15 outside 198.18.0.0/24: nothing here
+// can leave the two namespaces.
+//
+// How each figure is measured, from outside the daemons so that both are
+// measured alike (see measure.go):
+//
+//   - Flood: a generator of ours writes whole Ethernet frames on the
+//     client's end of the veth (AF_PACKET, sendmmsg, qdisc bypass): SYNs
+//     to the first knock port from random sources in 198.18.0.0/15, and
+//     among them, evenly spread, the legitimate sequences from the
+//     client's real address. Processed means delivered to the daemon by
+//     the kernel: the daemon's packet sockets' PACKET_STATISTICS (read
+//     through pidfd_getfd), packets accepted by the filter less those
+//     dropped because the socket's queue (ours) or ring (libpcap) was
+//     full. CPU is utime+stime from /proc/PID/stat from the flood's
+//     start until the daemon has gone quiet (it has then handled all it
+//     was given); peak RSS is VmHWM. A sequence opened the door when its
+//     start command ran.
+//   - Latency: a UDP datagram to a one-knock door, sent from the client
+//     namespace through its IP stack; the start command is the shell
+//     builtin echo into a FIFO that this command reads. The time is from
+//     just before the send to the line's arrival, both on this machine's
+//     monotonic clock: it includes the trip through the veth (a few
+//     microseconds) and the shell's start, not the start of a date
+//     binary.
+//   - Idle: CPU time (the sum of /proc/PID/task/*/schedstat) and wake-ups
+//     (the sum of voluntary and involuntary context switches of every
+//     thread) over the idle period, with no traffic at all.
+//   - Matcher: go test -bench 'BenchmarkHandle|BenchmarkFlood' -benchmem
+//     -cpu 1 ./match/ (one core).
+//
+// Reading PACKET_STATISTICS resets the kernel's counters: the flood phase
+// reads them once before (to zero them) and once after. Neither daemon
+// reads them itself during a run, so nothing is taken from it.
+package main

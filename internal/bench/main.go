@@ -1,0 +1,188 @@
+//go:build linux
+
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/knock-go/knock/internal/netlab"
+)
+
+// options are the command's flags.
+type options struct {
+	floodPackets int
+	legit        int
+	knockGap     int
+	latency      int
+	latencyGap   time.Duration
+	idle         time.Duration
+	drain        time.Duration
+	seqTimeout   int
+	knockd       string
+	ours         string
+	only         string
+	matcher      bool
+	benchtime    string
+	perfDir      string
+	keep         bool
+	pin          bool
+	timeout      time.Duration
+}
+
+func main() {
+	var o options
+	flag.IntVar(&o.floodPackets, "flood", 1_000_000, "spoofed-source SYN packets in the flood")
+	flag.IntVar(&o.legit, "legit", 20, "legitimate knock sequences sent during the flood, evenly spread")
+	flag.IntVar(&o.knockGap, "knock-gap", 1000, "flood packets between two knocks of a legitimate sequence")
+	flag.IntVar(&o.latency, "openings", 200, "openings timed for the latency")
+	flag.DurationVar(&o.latencyGap, "opening-gap", 10*time.Millisecond, "pause between two timed openings")
+	flag.DurationVar(&o.idle, "idle", 60*time.Second, "how long each daemon is watched idle")
+	flag.DurationVar(&o.drain, "drain", 60*time.Second, "longest wait, after the flood, for a daemon to go quiet")
+	flag.IntVar(&o.seqTimeout, "seq-timeout", 10, "Seq_Timeout of the flooded door, in seconds; the CPU its expiry costs is measured too")
+	flag.StringVar(&o.knockd, "knockd", "/usr/sbin/knockd", "Debian's knockd 0.8")
+	flag.StringVar(&o.ours, "ours", "", "our knockd binary (default: built from ./cmd/knockd)")
+	flag.StringVar(&o.only, "only", "", "run one daemon only: knockd or ours")
+	flag.BoolVar(&o.matcher, "matcher", true, "run the matcher benchmarks")
+	flag.StringVar(&o.benchtime, "benchtime", "1s", "-benchtime of the matcher benchmarks")
+	flag.StringVar(&o.perfDir, "perf", "", "record the whole machine (perf record -a -g) during each daemon's flood into this directory")
+	flag.BoolVar(&o.pin, "pin", false, "run the generator on CPU 0 and the daemon on CPU 1 only (taskset), so that neither takes the other's core")
+	flag.BoolVar(&o.keep, "keep", false, "keep the working directory (configurations, logs) and say where")
+	flag.DurationVar(&o.timeout, "timeout", 20*time.Minute, "stop everything after this long")
+	flag.Usage = func() {
+		fmt.Fprintf(flag.CommandLine.Output(), "usage: go run ./internal/bench [flags] (as root, from the module's root)\n\n")
+		flag.PrintDefaults()
+	}
+	flag.Parse()
+	if flag.NArg() > 0 || (o.only != "" && o.only != "knockd" && o.only != "ours") ||
+		o.floodPackets < 1 || o.legit < 0 || o.latency < 1 || o.seqTimeout < 1 {
+		flag.Usage()
+		os.Exit(2)
+	}
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	ctx, cancel := context.WithTimeout(ctx, o.timeout)
+	defer cancel()
+	if err := run(ctx, o); err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		stop()
+		cancel()
+		os.Exit(1)
+	}
+}
+
+func logf(format string, args ...any) {
+	fmt.Fprintf(os.Stderr, "bench: "+format+"\n", args...)
+}
+
+func run(ctx context.Context, o options) (err error) {
+	if err := netlab.Available(); err != nil {
+		return err
+	}
+	root, err := moduleRoot()
+	if err != nil {
+		return err
+	}
+	dir, err := os.MkdirTemp("", "knock-bench-")
+	if err != nil {
+		return err
+	}
+	if o.keep {
+		defer logf("working directory kept: %s", dir)
+	} else {
+		defer os.RemoveAll(dir)
+	}
+	if o.ours == "" && o.only != "knockd" {
+		o.ours = filepath.Join(dir, "knockd-go")
+		logf("building ours: go build -o %s ./cmd/knockd", o.ours)
+		if out, err := goCmd(ctx, root, "build", "-o", o.ours, "./cmd/knockd"); err != nil {
+			return fmt.Errorf("building ./cmd/knockd: %w\n%s", err, out)
+		}
+	}
+	if o.only != "ours" {
+		if _, err := os.Stat(o.knockd); err != nil {
+			return fmt.Errorf("%w (apt-get install knockd)", err)
+		}
+	}
+
+	removeStale()
+	l, err := newLab()
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if cerr := l.close(); cerr != nil {
+			err = errors.Join(err, cerr)
+		}
+	}()
+	logf("namespaces %s (%v) and %s (%v), joined by %s", l.client, clientAddr, l.server, serverAddr, l.veth.A.Dev)
+
+	e, err := newEnv(l, dir, o)
+	if err != nil {
+		return err
+	}
+	defer e.Close()
+
+	r := report{opts: o, started: time.Now()}
+	logf("generator baseline: %d packets with no daemon running", o.floodPackets)
+	if r.baseline, err = baseline(ctx, o, l); err != nil {
+		return fmt.Errorf("generator baseline: %w", err)
+	}
+	for _, d := range []struct{ name, bin string }{{"knockd", o.knockd}, {"ours", o.ours}} {
+		if o.only != "" && o.only != d.name {
+			continue
+		}
+		res, err := measure(ctx, o, e, d.name, d.bin)
+		if err != nil {
+			return fmt.Errorf("%s: %w", d.name, err)
+		}
+		if d.name == "knockd" {
+			r.knockd = res
+		} else {
+			r.ours = res
+		}
+	}
+	if o.matcher {
+		logf("matcher: go test -run '^$' -bench BenchmarkHandle -benchmem -cpu 1 -benchtime %s ./match/", o.benchtime)
+		if r.matcher, err = runMatcherBench(ctx, root, o.benchtime); err != nil {
+			return err
+		}
+	}
+	r.took = time.Since(r.started)
+	r.print(os.Stdout)
+	return nil
+}
+
+// moduleRoot returns the directory of the module this command belongs to,
+// as the go command sees it from here.
+func moduleRoot() (string, error) {
+	out, err := goCmd(context.Background(), "", "env", "GOMOD")
+	if err != nil {
+		return "", fmt.Errorf("go env GOMOD: %w: %s", err, out)
+	}
+	mod := strings.TrimSpace(out)
+	if mod == "" || mod == os.DevNull {
+		return "", errors.New("run this from within the module (go run ./internal/bench)")
+	}
+	return filepath.Dir(mod), nil
+}
+
+func goCmd(ctx context.Context, dir string, args ...string) (string, error) {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "go", args...)
+	cmd.WaitDelay = 5 * time.Second
+	cmd.Dir = dir
+	out, err := cmd.CombinedOutput()
+	return string(out), err
+}

@@ -1,0 +1,391 @@
+//go:build linux
+
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"time"
+)
+
+// The doors both daemons run. The latency door opens on one UDP
+// datagram; the flood hits the first port of the other.
+const (
+	latencyPort = 5000
+	floodPort   = 7000
+)
+
+var floodSequence = []uint16{7000, 8000, 9000}
+
+// env is what every daemon's run shares: the lab, the configuration and
+// the files its start commands write.
+type env struct {
+	lab    *lab
+	dir    string
+	conf   string
+	opened string // the flooded door's start command appends %IP% here
+	fifo   *fifo  // the latency door's start command echoes into it
+}
+
+func newEnv(l *lab, dir string, o options) (*env, error) {
+	e := &env{lab: l, dir: dir, conf: filepath.Join(dir, "knockd.conf"), opened: filepath.Join(dir, "opened")}
+	fifoPath := filepath.Join(dir, "latency.fifo")
+	conf := fmt.Sprintf(`# Written by internal/bench: the same file for knockd 0.8 and ours.
+[latency]
+	Sequence      = %d:udp
+	Seq_Timeout   = 5
+	Start_Command = echo %%IP%% > %s
+
+[flood]
+	Sequence      = %d,%d,%d
+	Seq_Timeout   = %d
+	TCPFlags      = syn
+	Start_Command = echo %%IP%% >> %s
+`, latencyPort, fifoPath, floodSequence[0], floodSequence[1], floodSequence[2], o.seqTimeout, e.opened)
+	if err := os.WriteFile(e.conf, []byte(conf), 0o644); err != nil {
+		return nil, err
+	}
+	var err error
+	if e.fifo, err = openFIFO(fifoPath); err != nil {
+		return nil, err
+	}
+	return e, nil
+}
+
+func (e *env) Close() error { return e.fifo.Close() }
+
+// result holds one daemon's figures.
+type result struct {
+	name string
+
+	// Idle.
+	idle        time.Duration
+	idleCPU     time.Duration
+	idleWakeups uint64
+	threads     int
+
+	// Latency, sorted.
+	lat       []time.Duration
+	latSent   int
+	latMissed int
+
+	// Flood.
+	gen       floodResult
+	rx        linkStats // received by the server's veth during the flood
+	sock      sockStats // the daemon's packet sockets during the flood
+	cpu       time.Duration
+	quiet     bool          // the daemon went quiet within the drain limit
+	drainTime time.Duration // from the flood's end until quiet
+	rss       uint64
+	// floodSwitches counts the context switches of the daemon's threads
+	// from the flood's start until quiet.
+	floodSwitches uint64
+	opened        int // legitimate sequences that ran the start command
+	logLines      int // lines the daemon logged from the flood's start to the end of the expiry window
+	// CPU spent after going quiet, until Seq_Timeout + 3 s after the
+	// flood's start: what the flood's attempts cost as they expire.
+	expiryCPU    time.Duration
+	expiryWindow time.Duration
+	perfData     string
+}
+
+// measure runs one daemon through the idle, latency and flood phases.
+func measure(ctx context.Context, o options, e *env, name, bin string) (*result, error) {
+	l := e.lab
+	res := &result{name: name}
+	logPath := filepath.Join(e.dir, name+".log")
+	args := []string{"-c", e.conf, "-i", l.veth.B.Dev, "-g", logPath}
+	if name == "ours" {
+		args = append(args, "--backend", "raw", "--state-dir", filepath.Join(e.dir, "state"))
+	}
+	outPath := filepath.Join(e.dir, name+".out")
+	logf("%s: starting %s %s", name, bin, strings.Join(args, " "))
+	daemonCPU := -1
+	if o.pin {
+		daemonCPU = 1
+	}
+	p, err := startProc(l.server, name, outPath, daemonCPU, bin, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer p.stop()
+	fail := func(err error) (*result, error) {
+		out, _ := os.ReadFile(outPath)
+		if len(out) > 2000 {
+			out = out[len(out)-2000:]
+		}
+		return nil, fmt.Errorf("%w\n%s output:\n%s", err, name, out)
+	}
+
+	k, err := dialUDP(l.client, netip.AddrPortFrom(clientAddr, 0), netip.AddrPortFrom(serverAddr, latencyPort))
+	if err != nil {
+		return nil, err
+	}
+	defer k.Close()
+
+	// Ready when a knock opens the latency door.
+	ready := false
+	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline) && !ready; {
+		if p.exited() {
+			return fail(fmt.Errorf("exited during start-up: %v", p.err))
+		}
+		if _, err := k.knock(); err != nil {
+			return nil, err
+		}
+		_, ready = e.fifo.wait(ctx, 250*time.Millisecond)
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+	}
+	if !ready {
+		return fail(fmt.Errorf("no opening of the latency door within 20 s of the start"))
+	}
+	logf("%s: running (pid %d); idle for %v", name, p.pid, o.idle)
+
+	// Idle: after the start-up and the probe have settled.
+	if err := sleep(ctx, 2*time.Second); err != nil {
+		return nil, err
+	}
+	s0, err := readThreadStats(p.pid)
+	if err != nil {
+		return nil, err
+	}
+	t0 := time.Now()
+	if err := sleep(ctx, o.idle); err != nil {
+		return nil, err
+	}
+	s1, err := readThreadStats(p.pid)
+	if err != nil {
+		return fail(err)
+	}
+	res.idle = time.Since(t0)
+	res.threads = s1.threads
+	if s1.run >= s0.run {
+		res.idleCPU = s1.run - s0.run
+	}
+	if s1.switches >= s0.switches {
+		res.idleWakeups = s1.switches - s0.switches
+	}
+
+	// Latency.
+	logf("%s: timing %d openings", name, o.latency)
+	e.fifo.drain()
+	for range o.latency {
+		if p.exited() {
+			return fail(fmt.Errorf("exited during the latency phase: %v", p.err))
+		}
+		e.fifo.drain()
+		sent, err := k.knock()
+		if err != nil {
+			return nil, err
+		}
+		res.latSent++
+		if at, ok := e.fifo.wait(ctx, 2*time.Second); ok {
+			res.lat = append(res.lat, at.Sub(sent))
+		} else {
+			res.latMissed++
+		}
+		if err := sleep(ctx, o.latencyGap); err != nil {
+			return nil, err
+		}
+	}
+	slices.Sort(res.lat)
+
+	// Flood.
+	if err := flood(ctx, o, e, p, logPath, res); err != nil {
+		return fail(err)
+	}
+	p.stop()
+	logf("%s: stopped", name)
+	return res, nil
+}
+
+func flood(ctx context.Context, o options, e *env, p *proc, logPath string, res *result) error {
+	l := e.lab
+	if err := os.WriteFile(e.opened, nil, 0o644); err != nil {
+		return err
+	}
+	tx, err := openTx(l.client, l.veth.A.Dev)
+	if err != nil {
+		return err
+	}
+	defer tx.Close()
+	plan := newPlan(o, l)
+	logBefore := countLines(logPath)
+	if _, err := readSockStats(p.pid); err != nil { // zeroes the counters
+		return err
+	}
+	rx0, err := l.rxStats()
+	if err != nil {
+		return err
+	}
+	cpu0, err := cpuTime(p.pid)
+	if err != nil {
+		return err
+	}
+	ts0, err := readThreadStats(p.pid)
+	if err != nil {
+		return err
+	}
+	var perf *exec.Cmd
+	if o.perfDir != "" {
+		res.perfData = filepath.Join(o.perfDir, res.name+"-flood.perf.data")
+		perf = exec.Command("perf", "record", "-a", "-g", "-F", "1999", "-o", res.perfData)
+		perf.Stdout, perf.Stderr = os.Stderr, os.Stderr
+		if err := perf.Start(); err != nil {
+			return fmt.Errorf("perf record: %w", err)
+		}
+		defer func() {
+			if perf != nil {
+				perf.Process.Signal(syscall.SIGINT)
+				perf.Wait()
+			}
+		}()
+		if err := sleep(ctx, time.Second); err != nil {
+			return err
+		}
+	}
+
+	logf("%s: flooding: %d spoofed SYNs to port %d, %d legitimate sequences among them", res.name, plan.spoofed, plan.port, plan.legit)
+	var sent atomic.Int64
+	res.gen, err = tx.flood(ctx, plan, &sent)
+	if err != nil {
+		return err
+	}
+	end := time.Now()
+	logf("%s: sent %d frames in %v (%.0f packets/s); waiting for the daemon to go quiet",
+		res.name, res.gen.sent, res.gen.took.Round(time.Millisecond), float64(res.gen.sent)/res.gen.took.Seconds())
+
+	// Quiet: less than 20 ms of CPU over the last second.
+	const step, window = 250 * time.Millisecond, 4
+	var samples []time.Duration
+	cpuNow := cpu0
+	for {
+		if err := sleep(ctx, step); err != nil {
+			return err
+		}
+		if p.exited() {
+			return fmt.Errorf("exited during the flood: %v", p.err)
+		}
+		if cpuNow, err = cpuTime(p.pid); err != nil {
+			return err
+		}
+		samples = append(samples, cpuNow)
+		if n := len(samples); n > window && samples[n-1]-samples[n-1-window] < 20*time.Millisecond {
+			res.quiet = true
+			res.drainTime = max(0, time.Since(end)-window*step)
+			break
+		}
+		if time.Since(end) > o.drain {
+			res.drainTime = time.Since(end)
+			break
+		}
+	}
+	res.cpu = cpuNow - cpu0
+	if ts1, err := readThreadStats(p.pid); err == nil && ts1.switches >= ts0.switches {
+		res.floodSwitches = ts1.switches - ts0.switches
+	}
+	if res.sock, err = readSockStats(p.pid); err != nil {
+		return err
+	}
+	rx1, err := l.rxStats()
+	if err != nil {
+		return err
+	}
+	res.rx = linkStats{rx1.packets - rx0.packets, rx1.dropped - rx0.dropped}
+	if res.rss, err = peakRSS(p.pid); err != nil {
+		return err
+	}
+	res.opened = countLinesEqual(e.opened, clientAddr.String())
+	if perf != nil {
+		perf.Process.Signal(syscall.SIGINT)
+		perf.Wait()
+		perf = nil
+		logf("%s: perf report -i %s", res.name, res.perfData)
+	}
+
+	// Expiry: the flood's attempts time out Seq_Timeout after they began.
+	quietAt := time.Now()
+	until := res.gen.start.Add(time.Duration(o.seqTimeout)*time.Second + 3*time.Second)
+	if d := time.Until(until); d > 0 {
+		logf("%s: watching the flood's attempts expire for %v", res.name, d.Round(time.Second))
+		if err := sleep(ctx, d); err != nil {
+			return err
+		}
+	}
+	cpu2, err := cpuTime(p.pid)
+	if err != nil {
+		return err
+	}
+	res.expiryCPU, res.expiryWindow = cpu2-cpuNow, time.Since(quietAt)
+	res.logLines = countLines(logPath) - logBefore
+	return nil
+}
+
+// newPlan returns the flood that o asks for.
+func newPlan(o options, l *lab) floodPlan {
+	p := floodPlan{
+		dstMAC:   l.serverMAC,
+		src:      clientAddr,
+		dst:      serverAddr,
+		port:     floodPort,
+		spoofed:  o.floodPackets,
+		legit:    o.legit,
+		sequence: floodSequence,
+		gap:      o.knockGap,
+		seed:     uint64(time.Now().UnixNano()),
+		cpu:      -1,
+	}
+	if o.pin {
+		p.cpu = 0
+	}
+	return p
+}
+
+// baseline floods the server with no daemon running: the generator's top
+// rate on this machine.
+func baseline(ctx context.Context, o options, l *lab) (floodResult, error) {
+	tx, err := openTx(l.client, l.veth.A.Dev)
+	if err != nil {
+		return floodResult{}, err
+	}
+	defer tx.Close()
+	var sent atomic.Int64
+	return tx.flood(ctx, newPlan(o, l), &sent)
+}
+
+func sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func countLines(path string) int {
+	b, _ := os.ReadFile(path)
+	return bytes.Count(b, []byte{'\n'})
+}
+
+func countLinesEqual(path, s string) int {
+	b, _ := os.ReadFile(path)
+	n := 0
+	for _, line := range strings.Split(string(b), "\n") {
+		if strings.TrimSpace(line) == s {
+			n++
+		}
+	}
+	return n
+}

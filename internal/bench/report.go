@@ -1,0 +1,285 @@
+//go:build linux
+
+package main
+
+import (
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"runtime"
+	"strings"
+	"time"
+)
+
+// report is a run's figures and prints them.
+type report struct {
+	opts         options
+	started      time.Time
+	took         time.Duration
+	knockd, ours *result
+	baseline     floodResult // the generator alone, no daemon running
+	matcher      []benchLine
+}
+
+// row is one line of the table. Empty cells print as "—".
+type row struct {
+	measure, knockd, ours, ratio, target, met string
+}
+
+func (r *report) print(w io.Writer) {
+	o := r.opts
+	fmt.Fprintf(w, "## knockd 0.8 (Debian) and ours (--backend raw), side by side\n\n")
+	fmt.Fprintf(w, "%s, %s, %d CPUs, Linux %s; %s, run took %v.\n",
+		r.started.UTC().Format("2006-01-02 15:04 MST"), cpuModel(), runtime.NumCPU(), kernel(),
+		runtime.Version(), r.took.Round(time.Second))
+	fmt.Fprintf(w, "Command: `go run ./internal/bench %s`\n", strings.Join(os.Args[1:], " "))
+	if b := r.baseline; b.took > 0 {
+		fmt.Fprintf(w, "Generator alone (no daemon running): %s frames in %.2f s, %s/s", num(b.sent), b.took.Seconds(), num(int(float64(b.sent)/b.took.Seconds())))
+	}
+	if o.pin {
+		fmt.Fprintf(w, "; generator pinned to CPU 0, daemons to CPU 1")
+	}
+	fmt.Fprintf(w, ".\n\n")
+
+	var rows []row
+	add := func(measure string, k, u string, ratio, target, met string) {
+		rows = append(rows, row{measure, k, u, ratio, target, met})
+	}
+	both := func(f func(*result) string) (string, string) {
+		return cell(r.knockd, f), cell(r.ours, f)
+	}
+	ratioOf := func(f func(*result) (float64, bool)) string {
+		if r.knockd == nil || r.ours == nil {
+			return ""
+		}
+		k, ok1 := f(r.knockd)
+		u, ok2 := f(r.ours)
+		if !ok1 || !ok2 || k == 0 {
+			return ""
+		}
+		return fmt.Sprintf("%.3g×", u/k)
+	}
+
+	// Flood.
+	k, u := both(func(x *result) string {
+		return fmt.Sprintf("%s in %.2f s (%s/s)", num(x.gen.sent), x.gen.took.Seconds(), num(int(float64(x.gen.sent)/x.gen.took.Seconds())))
+	})
+	add(fmt.Sprintf("Flood: frames sent (%s spoofed SYNs + %d×%d legitimate knocks), rate", num(o.floodPackets), o.legit, len(floodSequence)), k, u, "", "", "")
+	k, u = both(func(x *result) string {
+		return fmt.Sprintf("%s (%s dropped)", num(int(x.rx.packets)), num(int(x.rx.dropped)))
+	})
+	add("Flood: received by the server's veth", k, u, "", "", "")
+	k, u = both(func(x *result) string { return fmt.Sprintf("%s (%d sockets)", num(int(x.sock.packets)), x.sock.socks) })
+	add("Flood: accepted by the daemon's BPF filter", k, u, "", "", "")
+	k, u = both(func(x *result) string {
+		return fmt.Sprintf("%s (%s)", num(int(x.sock.drops)), pct(x.sock.drops, x.sock.packets))
+	})
+	met := ""
+	if r.ours != nil {
+		met = yesNo(r.ours.sock.drops == 0, fmt.Sprintf("%s dropped", num(int(r.ours.sock.drops))))
+	}
+	add("Flood: dropped by the kernel, socket queue or ring full", k, u, "", "0", met)
+	k, u = both(func(x *result) string {
+		return fmt.Sprintf("%s (%s of sent)", num(int(x.processed())), pct(x.processed(), uint64(x.gen.sent)))
+	})
+	add("Flood: processed (delivered to the daemon)", k, u, ratioOf(func(x *result) (float64, bool) { return float64(x.processed()), true }), "", "")
+	k, u = both(func(x *result) string {
+		s := fmt.Sprintf("%.2f", x.cpu.Seconds())
+		if !x.quiet {
+			s += " (still busy)"
+		}
+		return s
+	})
+	add("Flood: daemon CPU, s (start of flood until quiet)", k, u, ratioOf(func(x *result) (float64, bool) { return x.cpu.Seconds(), true }), "", "")
+	perM := func(x *result) (float64, bool) { return x.cpu.Seconds() / (float64(x.gen.sent) / 1e6), x.gen.sent > 0 }
+	k, u = both(func(x *result) string { v, _ := perM(x); return fmt.Sprintf("%.3f", v) })
+	met = ""
+	if r.knockd != nil && r.ours != nil {
+		kv, _ := perM(r.knockd)
+		uv, _ := perM(r.ours)
+		met = yesNo(uv <= kv/10, fmt.Sprintf("%.2f× the target", uv/(kv/10)))
+	}
+	add("Flood: CPU per million packets sent, s", k, u, ratioOf(perM), "≤ 0.1× knockd", met)
+	k, u = both(func(x *result) string {
+		if x.processed() == 0 {
+			return ""
+		}
+		return fmt.Sprintf("%.3f", x.cpu.Seconds()/(float64(x.processed())/1e6))
+	})
+	add("Flood: CPU per million packets processed, s", k, u, ratioOf(func(x *result) (float64, bool) {
+		return x.cpu.Seconds() / (float64(x.processed()) / 1e6), x.processed() > 0
+	}), "", "")
+	k, u = both(func(x *result) string { return num(int(x.floodSwitches)) })
+	add("Flood: context switches of the daemon's threads", k, u, ratioOf(func(x *result) (float64, bool) { return float64(x.floodSwitches), true }), "", "")
+	k, u = both(func(x *result) string {
+		s := fmt.Sprintf("%.2f", x.drainTime.Seconds())
+		if !x.quiet {
+			s = "> " + s + " (not quiet)"
+		}
+		return s
+	})
+	add("Flood: busy after the last packet, s", k, u, "", "", "")
+	k, u = both(func(x *result) string { return fmt.Sprintf("%.1f", float64(x.rss)/(1<<20)) })
+	add("Flood: peak RSS (VmHWM), MiB", k, u, ratioOf(func(x *result) (float64, bool) { return float64(x.rss), true }), "", "")
+	k, u = both(func(x *result) string {
+		return fmt.Sprintf("%d/%d (%s)", x.opened, x.gen.legitSent, pct(uint64(x.opened), uint64(x.gen.legitSent)))
+	})
+	met = ""
+	if r.ours != nil && r.ours.gen.legitSent > 0 {
+		got := float64(r.ours.opened) / float64(r.ours.gen.legitSent)
+		met = yesNo(got >= 0.99, fmt.Sprintf("%.0f%%", 100*got))
+	}
+	add("Flood: legitimate sequences that opened the door", k, u, "", "≥ 99%", met)
+	k, u = both(func(x *result) string { return num(x.logLines) })
+	add(fmt.Sprintf("Flood: log lines, flood start to Seq_Timeout (%d s) + 3 s", o.seqTimeout), k, u, ratioOf(func(x *result) (float64, bool) { return float64(x.logLines), true }), "", "")
+	k, u = both(func(x *result) string {
+		return fmt.Sprintf("%.2f over %.0f s", x.expiryCPU.Seconds(), x.expiryWindow.Seconds())
+	})
+	add("Flood: CPU after quiet while the flood's attempts expire, s", k, u, "", "", "")
+
+	// Latency.
+	k, u = both(func(x *result) string { return fmt.Sprintf("%d/%d", len(x.lat), x.latSent) })
+	add("Latency: openings seen/sent (one UDP knock each)", k, u, "", "", "")
+	k, u = both(func(x *result) string { return ms(quantile(x.lat, 0.5)) })
+	met = ""
+	if r.ours != nil && len(r.ours.lat) > 0 {
+		v := quantile(r.ours.lat, 0.5)
+		met = yesNo(v <= 2*time.Millisecond, fmt.Sprintf("%.2f× the target", float64(v)/float64(2*time.Millisecond)))
+	}
+	add("Latency: median, ms (knock sent → start command running)", k, u, ratioOf(func(x *result) (float64, bool) {
+		return float64(quantile(x.lat, 0.5)), len(x.lat) > 0
+	}), "≤ 2 ms", met)
+	k, u = both(func(x *result) string { return ms(quantile(x.lat, 0.99)) })
+	met = ""
+	if r.ours != nil && len(r.ours.lat) > 0 {
+		v := quantile(r.ours.lat, 0.99)
+		met = yesNo(v <= 10*time.Millisecond, fmt.Sprintf("%.2f× the target", float64(v)/float64(10*time.Millisecond)))
+	}
+	add("Latency: 99th percentile, ms", k, u, ratioOf(func(x *result) (float64, bool) {
+		return float64(quantile(x.lat, 0.99)), len(x.lat) > 0
+	}), "≤ 10 ms", met)
+	k, u = both(func(x *result) string { return ms(quantile(x.lat, 0)) + " / " + ms(quantile(x.lat, 1)) })
+	add("Latency: min / max, ms", k, u, "", "", "")
+
+	// Idle.
+	k, u = both(func(x *result) string { return fmt.Sprintf("%.3f", float64(x.idleCPU)/float64(time.Millisecond)) })
+	add(fmt.Sprintf("Idle %v: CPU, ms", o.idle), k, u, ratioOf(func(x *result) (float64, bool) { return float64(x.idleCPU), true }), "", "")
+	k, u = both(func(x *result) string { return fmt.Sprintf("%d (%d threads)", x.idleWakeups, x.threads) })
+	met = ""
+	if r.ours != nil {
+		met = yesNo(r.ours.idleWakeups == 0, fmt.Sprintf("%d in %v", r.ours.idleWakeups, r.ours.idle.Round(time.Second)))
+	}
+	add(fmt.Sprintf("Idle %v: wake-ups (context switches, all threads)", o.idle), k, u, ratioOf(func(x *result) (float64, bool) { return float64(x.idleWakeups), true }), "0", met)
+
+	// Matcher.
+	var at1, at1M float64
+	for _, b := range r.matcher {
+		name := strings.TrimPrefix(b.name, "Handle/")
+		if strings.HasPrefix(b.name, "Handle/") {
+			met := yesNo(b.eventsSec >= 5e6 && b.allocsOp == 0,
+				fmt.Sprintf("%.2f× the rate", b.eventsSec/5e6))
+			add(fmt.Sprintf("Matcher, %s in progress: events/s; allocs, B per event", name), "",
+				fmt.Sprintf("%s; %g, %g", num(int(b.eventsSec)), b.allocsOp, b.bytesOp), "", "≥ 5,000,000; 0", met)
+			switch name {
+			case "sources=1":
+				at1 = b.eventsSec
+			case "sources=1000000":
+				at1M = b.eventsSec
+			}
+		} else {
+			add(fmt.Sprintf("Matcher, %s (new attempt per event, at the cap): events/s; allocs, B per event", b.name), "",
+				fmt.Sprintf("%s; %g, %g", num(int(b.eventsSec)), b.allocsOp, b.bytesOp), "", "", "")
+		}
+	}
+	if at1 > 0 && at1M > 0 {
+		add("Matcher: rate at 1,000,000 sources / rate at 1", "", fmt.Sprintf("%.2f", at1M/at1), "", "≥ 0.8",
+			yesNo(at1M/at1 >= 0.8, fmt.Sprintf("%.2f", at1M/at1)))
+	}
+
+	fmt.Fprintln(w, "| Measure | knockd 0.8 | ours | ours/knockd | Target (ours) | Met |")
+	fmt.Fprintln(w, "|---|---|---|---|---|---|")
+	dash := func(s string) string {
+		if s == "" {
+			return "—"
+		}
+		return s
+	}
+	for _, x := range rows {
+		fmt.Fprintf(w, "| %s | %s | %s | %s | %s | %s |\n", x.measure, dash(x.knockd), dash(x.ours), dash(x.ratio), dash(x.target), dash(x.met))
+	}
+	fmt.Fprintln(w)
+}
+
+// processed is what the kernel delivered to the daemon.
+func (x *result) processed() uint64 {
+	if x.sock.drops > x.sock.packets {
+		return 0
+	}
+	return x.sock.packets - x.sock.drops
+}
+
+func cell(x *result, f func(*result) string) string {
+	if x == nil {
+		return ""
+	}
+	return f(x)
+}
+
+func yesNo(ok bool, miss string) string {
+	if ok {
+		return "yes"
+	}
+	return "**no**: " + miss
+}
+
+// quantile returns the q-quantile of sorted d by the nearest rank.
+func quantile(d []time.Duration, q float64) time.Duration {
+	if len(d) == 0 {
+		return 0
+	}
+	i := int(math.Ceil(q*float64(len(d)))) - 1
+	return d[max(0, min(i, len(d)-1))]
+}
+
+func ms(d time.Duration) string { return fmt.Sprintf("%.3f", float64(d)/float64(time.Millisecond)) }
+
+func pct(a, b uint64) string {
+	if b == 0 {
+		return "—"
+	}
+	return fmt.Sprintf("%.1f%%", 100*float64(a)/float64(b))
+}
+
+// num prints n with thousands separators.
+func num(n int) string {
+	s := fmt.Sprint(n)
+	neg := strings.HasPrefix(s, "-")
+	s = strings.TrimPrefix(s, "-")
+	var b strings.Builder
+	for i, c := range s {
+		if i > 0 && (len(s)-i)%3 == 0 {
+			b.WriteByte(',')
+		}
+		b.WriteRune(c)
+	}
+	if neg {
+		return "-" + b.String()
+	}
+	return b.String()
+}
+
+func cpuModel() string {
+	b, _ := os.ReadFile("/proc/cpuinfo")
+	for _, line := range strings.Split(string(b), "\n") {
+		if k, v, ok := strings.Cut(line, ":"); ok && strings.TrimSpace(k) == "model name" {
+			return strings.TrimSpace(v)
+		}
+	}
+	return runtime.GOARCH
+}
+
+func kernel() string {
+	b, _ := os.ReadFile("/proc/sys/kernel/osrelease")
+	return strings.TrimSpace(string(b))
+}
