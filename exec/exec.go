@@ -96,6 +96,13 @@ type record struct {
 
 const startedMarker = "S"
 
+// started reports whether a state file's stop command has started: the
+// marker stands after the record's line.
+func started(data []byte) bool {
+	_, rest, ok := bytes.Cut(data, []byte("\n"))
+	return ok && bytes.Contains(rest, []byte(startedMarker))
+}
+
 // New returns a Runner. With a StateDir it creates the directory and
 // checks that it can write there, so that a daemon that could not keep
 // its promises stops at start-up.
@@ -237,6 +244,11 @@ func (r *Runner) runStop(p *pending) {
 		return
 	}
 	f, err := os.OpenFile(p.path, os.O_RDWR|os.O_APPEND, 0)
+	if errors.Is(err, os.ErrNotExist) {
+		// Removed once its stop command ran: by another process
+		// sharing the state directory.
+		return
+	}
 	if err != nil {
 		r.opts.Logf("%s: cannot open the record of the stop command (%v); running it anyway", p.rec.Door, err)
 		r.run(p.rec.Door, p.rec.Cmd, nil)
@@ -245,6 +257,10 @@ func (r *Runner) runStop(p *pending) {
 	defer f.Close()
 	if err := lockFile(f); err != nil {
 		r.opts.Logf("%s: cannot lock the record of the stop command (%v); running it anyway", p.rec.Door, err)
+	} else if data, err := os.ReadFile(p.path); err == nil && started(data) {
+		// Another process sharing the state directory ran it.
+		r.removeRecord(p)
+		return
 	}
 	r.run(p.rec.Door, p.rec.Cmd, f)
 	r.removeRecord(p)
@@ -296,8 +312,11 @@ func (r *Runner) Close(ctx context.Context) error {
 	for _, p := range ps {
 		// A recovered record still being read (no timer yet) is fired
 		// by recoverOne, which sees closed.
-		if p.timer != nil && p.timer.Stop() {
-			r.fire(p, false)
+		// fire runs a stop command once, so call it whatever Stop says:
+		// a timer that just fired may not have reached fire yet, and
+		// Wait below must not start before fire has counted itself.
+		if p.timer != nil {
+			r.fire(p, !p.timer.Stop())
 		}
 	}
 	done := make(chan struct{})
@@ -423,7 +442,7 @@ func (r *Runner) recoverOne(p *pending) {
 	data, err := io.ReadAll(f)
 	unlockFile(f)
 	f.Close()
-	line, rest, _ := bytes.Cut(data, []byte("\n"))
+	line, _, _ := bytes.Cut(data, []byte("\n"))
 	if err == nil {
 		err = json.Unmarshal(line, &p.rec)
 	}
@@ -432,7 +451,7 @@ func (r *Runner) recoverOne(p *pending) {
 		r.opts.Logf("cannot read pending stop command %s: %v", p.path, errors.Join(err, lockErr))
 		return
 	}
-	if bytes.Contains(rest, []byte(startedMarker)) {
+	if started(data) {
 		unpend()
 		r.removeRecord(p)
 		return

@@ -295,3 +295,38 @@ func TestUnwritableStateDir(t *testing.T) {
 		t.Errorf("err = %v, want not writable", err)
 	}
 }
+
+// TestStopRunByAnotherProcessIsNotRunAgain stands in for two daemons
+// sharing a state directory: both recover a record; when the other one
+// has run the stop command (the record carries the mark), this one must
+// not run it again at the due time.
+func TestStopRunByAnotherProcessIsNotRunAgain(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	out := filepath.Join(dir, "out")
+	rec, _ := json.Marshal(record{Door: "d", Label: "x", Cmd: "echo again >> " + out, Due: time.Now().Add(300 * time.Millisecond)})
+	path := filepath.Join(dir, "1-1-1.stop")
+	if err := os.WriteFile(path, append(rec, '\n'), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	r, _ := New(Options{StateDir: dir})
+	if n, err := r.Recover(); n != 1 || err != nil {
+		t.Fatalf("Recover = %d, %v", n, err)
+	}
+	waitFor(t, "the record to be scheduled", func() bool {
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		for p := range r.pending {
+			return p.timer != nil
+		}
+		return false
+	})
+	f, _ := os.OpenFile(path, os.O_WRONLY|os.O_APPEND, 0)
+	f.WriteString(startedMarker)
+	f.Close()
+	waitFor(t, "the record to be dropped", func() bool { _, err := os.Stat(path); return os.IsNotExist(err) })
+	r.Close(context.Background())
+	if got := readFile(t, out); got != "" {
+		t.Errorf("stop command ran again: %q", got)
+	}
+}

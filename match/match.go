@@ -100,6 +100,15 @@ type Stats struct {
 
 const none = -1
 
+// disableError reads as knockd's log line and keeps its cause underneath.
+type disableError struct {
+	msg   string
+	cause error
+}
+
+func (e *disableError) Error() string { return e.msg }
+func (e *disableError) Unwrap() error { return e.cause }
+
 // attempt is one source's progress on one door. Attempts live in a slice
 // and link to each other by index, so the steady state allocates nothing.
 type attempt struct {
@@ -346,7 +355,7 @@ func (m *Matcher) open(di int32, src netip.Addr, now time.Time, out []Action) []
 		m.dropDoor(di)
 		m.index()
 		return append(out, Action{Kind: Disabled, Door: cfg, Time: now,
-			Err: fmt.Errorf("error while disabling used one time sequence for door %s: %w", cfg.Name, err)})
+			Err: &disableError{fmt.Sprintf("error while disabling used one time sequence for door %s", cfg.Name), err}})
 	}
 	out = append(out, Action{Kind: Open, Door: cfg, Src: src, Time: now})
 	// Attempts of other sources on this door were following the old

@@ -337,7 +337,7 @@ func TestOneTimeWriteFailureRefusesOpening(t *testing.T) {
 	m := New([]*config.Door{d}, Options{OneTime: f.use})
 	got := run(m, []step{{0, "198.51.100.7 6110", 0, ""}, {1, "198.51.100.7 6120", 0, ""}})
 	want := []string{"198.51.100.7: otp: Stage 1", "198.51.100.7: otp: Stage 2",
-		"error while disabling used one time sequence for door otp: disk full --> disabling the door"}
+		"error while disabling used one time sequence for door otp --> disabling the door"}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("actions (-want +got):\n%s", diff)
 	}

@@ -295,6 +295,8 @@ func (d *daemon) emit(acts []match.Action) {
 		case a.Kind == match.Stage && !d.flood.allow(stageLines),
 			a.Kind == match.Timeout && !d.flood.allow(timeoutLines):
 			continue
+		case a.Kind == match.NewSequence || a.Kind == match.Disabled:
+			d.updateSource()
 		}
 		d.acts <- a
 	}
@@ -314,21 +316,20 @@ func (d *daemon) act() {
 			d.runner.Open(a.Door, a.Src, label, a.Time)
 		case match.Disabled:
 			d.log.Error("%s", a.String())
-			d.updateSource()
+			if cause := errors.Unwrap(a.Err); cause != nil {
+				d.log.Error("%s: %v", a.Door.Name, cause)
+			}
 		case match.NewSequence:
 			d.log.Debugf("%s", a.String())
-			d.updateSource()
 		}
 	}
 }
 
-// updateSource makes the capture follow the matcher's current doors.
+// updateSource makes the capture follow the matcher's current doors. It
+// runs on the matcher's goroutine, as every capture update does, so that
+// a one-time sequence moving on and a reload cannot undo each other.
 func (d *daemon) updateSource() {
-	var doors []*config.Door
-	if !d.loop.Do(context.Background(), func(m *match.Matcher) { doors = m.Doors() }) {
-		return // shutting down
-	}
-	if err := d.src.Update(d.spec(doors)); err != nil {
+	if err := d.src.Update(d.spec(d.matcher.Doors())); err != nil {
 		d.log.Error("cannot follow the new sequences: %v", err)
 	}
 }
@@ -357,11 +358,17 @@ func (d *daemon) reload(ctx context.Context) {
 	for _, w := range cfg.Warnings {
 		d.log.Error("warning: %s", w)
 	}
-	if err := d.src.Update(d.spec(cfg.Doors)); err != nil {
-		d.log.Error("cannot watch the new configuration's ports: %v; keeping the running configuration", err)
+	var updateErr error
+	d.loop.Do(ctx, func(m *match.Matcher) {
+		// On the matcher's goroutine, like every capture update.
+		if updateErr = d.src.Update(d.spec(cfg.Doors)); updateErr == nil {
+			m.Reload(cfg.Doors)
+		}
+	})
+	if updateErr != nil {
+		d.log.Error("cannot watch the new configuration's ports: %v; keeping the running configuration", updateErr)
 		return
 	}
-	d.loop.Do(ctx, func(m *match.Matcher) { m.Reload(cfg.Doors) })
 	d.cfg = cfg
 	d.warnUnsupported(cfg.Doors)
 }
