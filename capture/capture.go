@@ -106,14 +106,72 @@ func NewSpec(doors []*config.Door, ifaces []string, ipv4Only bool) Spec {
 // Source is a capture backend. Open every socket in the constructor, so
 // that a permission error stops start-up, then call Run.
 type Source interface {
-	// Run sends events to out until ctx ends, then returns nil; it
-	// returns an error only when capture cannot go on. It must not block
-	// forever on out once ctx is done.
-	Run(ctx context.Context, out chan<- Event) error
+	// Run sends batches of events to out until ctx ends, then returns
+	// nil; it returns an error only when capture cannot go on. It must
+	// not block forever on out once ctx is done. Each batch holds at
+	// least one event, and the receiver releases it.
+	Run(ctx context.Context, out chan<- *Batch) error
 	// Update changes what the source watches (a reload, or a one-time
 	// sequence that moved on). It may be called while Run runs. On error
 	// the source keeps watching what it watched before.
 	Update(Spec) error
 	// Name is the backend's name for log lines: "listener" or "raw".
 	Name() string
+}
+
+// A Batch carries events from a source to the matcher in one channel
+// operation, so that a flood costs one hand-over per batch rather than
+// one per packet. Batches come from a Pool; the receiver calls Release
+// when it is done with the events.
+type Batch struct {
+	// Events are in arrival order.
+	Events []Event
+	pool   *Pool
+}
+
+// Release hands b back to its pool. Neither b nor its events may be used
+// after that.
+func (b *Batch) Release() {
+	if b.pool == nil {
+		return
+	}
+	b.Events = b.Events[:0]
+	b.pool.free <- b
+}
+
+// Pool is a fixed set of batches. A source that runs out waits for the
+// receiver to release one, so a slow receiver slows its source down
+// instead of making it allocate: the kernel's buffers then absorb, and
+// count, what overflows.
+type Pool struct {
+	free chan *Batch
+	size int
+}
+
+// NewPool returns a pool of n batches of up to size events each.
+func NewPool(n, size int) *Pool {
+	p := &Pool{free: make(chan *Batch, n), size: size}
+	for range n {
+		p.free <- &Batch{Events: make([]Event, 0, size), pool: p}
+	}
+	return p
+}
+
+// Size is the number of events a batch holds.
+func (p *Pool) Size() int { return p.size }
+
+// Get returns an empty batch, waiting for one to be released if they are
+// all in use. It returns nil when ctx ends first.
+func (p *Pool) Get(ctx context.Context) *Batch {
+	select {
+	case b := <-p.free:
+		return b
+	default:
+	}
+	select {
+	case b := <-p.free:
+		return b
+	case <-ctx.Done():
+		return nil
+	}
 }
