@@ -134,7 +134,7 @@ func (s *Source) Stats() Stats {
 // consumer that stops reading for long loses knocks, and then in the
 // kernel, without stalling anything but the sockets. The wait ends when
 // ctx ends; knocks still waiting then are counted in Stats.Dropped.
-func (s *Source) Run(ctx context.Context, out chan<- capture.Event) error {
+func (s *Source) Run(ctx context.Context, out chan<- *capture.Batch) error {
 	if out == nil {
 		return errors.New("listener: Run needs an out channel")
 	}

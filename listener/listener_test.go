@@ -19,6 +19,7 @@ import (
 	"github.com/google/go-cmp/cmp/cmpopts"
 
 	"github.com/knock-go/knock/capture"
+	"github.com/knock-go/knock/capture/capturetest"
 	"github.com/knock-go/knock/config"
 )
 
@@ -120,9 +121,11 @@ func newSource(t *testing.T, n int, opts Options, mk func(p []uint16) capture.Sp
 func run(t *testing.T, s *Source) <-chan capture.Event {
 	t.Helper()
 	out := make(chan capture.Event, 1024)
+	batches := make(chan *capture.Batch, 16)
+	go capturetest.Flatten(batches, out)
 	ctx, cancel := context.WithCancel(context.Background())
 	errc := make(chan error, 1)
-	go func() { errc <- s.Run(ctx, out) }()
+	go func() { errc <- s.Run(ctx, batches) }()
 	t.Cleanup(func() {
 		cancel()
 		select {
@@ -781,9 +784,11 @@ func TestCancel(t *testing.T) {
 		return capture.Spec{Ports: []capture.Port{port(config.TCP, p[0], "d"), port(config.UDP, p[0], "d")}}
 	})
 	out := make(chan capture.Event, 8)
+	batches := make(chan *capture.Batch, 8)
+	go capturetest.Flatten(batches, out)
 	ctx, cancel := context.WithCancel(context.Background())
 	errc := make(chan error, 1)
-	go func() { errc <- s.Run(ctx, out) }()
+	go func() { errc <- s.Run(ctx, batches) }()
 	if err := knockTCP(lo4, lo4, p[0]); err != nil {
 		t.Fatal(err)
 	}
@@ -808,7 +813,7 @@ func TestCancel(t *testing.T) {
 	if err := s.Close(); err != nil {
 		t.Errorf("second Close: %v", err)
 	}
-	if err := s.Run(context.Background(), out); err == nil {
+	if err := s.Run(context.Background(), batches); err == nil {
 		t.Error("Run after Close: no error")
 	}
 }
@@ -819,7 +824,7 @@ func TestCloseEndsRun(t *testing.T) {
 		return capture.Spec{Ports: []capture.Port{port(config.UDP, p[0], "d")}}
 	})
 	errc := make(chan error, 1)
-	go func() { errc <- s.Run(context.Background(), make(chan capture.Event)) }()
+	go func() { errc <- s.Run(context.Background(), make(chan *capture.Batch)) }()
 	s.Close()
 	select {
 	case err := <-errc:
@@ -839,7 +844,7 @@ func TestStalledConsumer(t *testing.T) {
 	s, p := newSource(t, 1, Options{}, func(p []uint16) capture.Spec {
 		return capture.Spec{Ports: []capture.Port{port(config.UDP, p[0], "d"), port(config.TCP, p[0], "d")}}
 	})
-	out := make(chan capture.Event) // nobody reads
+	out := make(chan *capture.Batch) // nobody reads
 	ctx, cancel := context.WithCancel(context.Background())
 	errc := make(chan error, 1)
 	go func() { errc <- s.Run(ctx, out) }()

@@ -35,29 +35,58 @@ type knock struct {
 // of their arrival time. A knock held up for longer than hold leaves late,
 // out of order. Times on out never go backwards: a knock that leaves
 // after one with a later Time gets that Time.
-func (s *Source) merge(ctx context.Context, in <-chan knock, out chan<- capture.Event, hold time.Duration) {
+func (s *Source) merge(ctx context.Context, in <-chan knock, out chan<- *capture.Batch, hold time.Duration) {
+	// Batches come from a pool of their own; waiting for one ends with
+	// the source, like any other wait here.
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() {
+		select {
+		case <-s.done:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	pool := capture.NewPool(mergeBatches, mergeBatchSize)
 	var h held
 	var seq uint64
 	var last time.Time
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
-	for {
+	// pass sends the knocks that are due, as few batches as they fit in.
+	pass := func() bool {
 		now := time.Now()
+		var b *capture.Batch
 		for len(h) > 0 && !now.Before(h[0].due) {
+			if b == nil {
+				if b = pool.Get(ctx); b == nil {
+					return false
+				}
+			}
 			ev := heap.Pop(&h).(heldKnock).ev
 			if ev.Time.Before(last) {
 				ev.Time = last
 			}
 			last = ev.Time
-			if !send(s, ctx, out, nil, ev) {
-				s.dropped.Add(uint64(len(h)))
-				return
+			b.Events = append(b.Events, ev)
+			if len(b.Events) == cap(b.Events) {
+				if !s.sendBatch(ctx, out, b) {
+					return false
+				}
+				b = nil
+				now = time.Now()
 			}
-			now = time.Now()
+		}
+		return b == nil || s.sendBatch(ctx, out, b)
+	}
+	for {
+		if !pass() {
+			s.dropped.Add(uint64(len(h)))
+			return
 		}
 		var tick <-chan time.Time
 		if len(h) > 0 {
-			timer.Reset(h[0].due.Sub(now))
+			timer.Reset(time.Until(h[0].due))
 			tick = timer.C
 		}
 		select {
@@ -68,11 +97,28 @@ func (s *Source) merge(ctx context.Context, in <-chan knock, out chan<- capture.
 		case <-ctx.Done():
 			s.dropped.Add(uint64(len(h)))
 			return
-		case <-s.done:
-			s.dropped.Add(uint64(len(h)))
-			return
 		}
 	}
+}
+
+// The batches merge hands over: knocks come at the rate of connections
+// and datagrams, never in the thousands at once.
+const (
+	mergeBatches   = 4
+	mergeBatchSize = 64
+)
+
+// sendBatch sends b on out; if it cannot, it counts b's events as dropped
+// and releases it.
+func (s *Source) sendBatch(ctx context.Context, out chan<- *capture.Batch, b *capture.Batch) bool {
+	n := len(b.Events)
+	if send(s, ctx, out, nil, b) {
+		return true
+	}
+	// send counted one.
+	s.dropped.Add(uint64(n - 1))
+	b.Release()
+	return false
 }
 
 // emit passes a knock that arrived at at (wall-clock nanoseconds) to

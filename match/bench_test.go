@@ -45,6 +45,90 @@ func BenchmarkHandle(b *testing.B) {
 	}
 }
 
+// benchBatch is the number of events per batch in the batch benchmarks.
+const benchBatch = 256
+
+// BenchmarkHandleBatch is BenchmarkHandle with the events handed over in
+// batches of benchBatch, as the loop gets them from a capture source. One
+// op is one event.
+func BenchmarkHandleBatch(b *testing.B) {
+	for _, n := range []int{1, 10_000, 1_000_000} {
+		b.Run(fmt.Sprintf("sources=%d", n), func(b *testing.B) {
+			d := mkDoor("d", "7000,8000,9000", 3600)
+			m := New([]*config.Door{d}, Options{MaxAttempts: n})
+			srcs := make([]netip.Addr, n)
+			for i := range srcs {
+				srcs[i] = netip.AddrFrom4([4]byte{198, 18 + byte(i>>16), byte(i >> 8), byte(i)})
+			}
+			ev := capture.Event{Time: t0, Dst: netip.MustParseAddr("203.0.113.1"), Port: 7000, Proto: config.TCP, Flags: config.SYN}
+			var out []Action
+			for _, s := range srcs {
+				ev.Src = s
+				out = m.Handle(ev, out[:0])
+			}
+			if m.Stats().InProgress != n {
+				b.Fatalf("%d in progress, want %d", m.Stats().InProgress, n)
+			}
+			batch := make([]capture.Event, benchBatch)
+			for j := range batch {
+				batch[j] = ev
+			}
+			// Let the garbage of the set-up go before timing.
+			runtime.GC()
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := 0; i < b.N; {
+				// Fill the batch in place, as a capture source does.
+				k := min(benchBatch, b.N-i)
+				for j := range batch[:k] {
+					batch[j].Src = srcs[(i+j)%n]
+					batch[j].Time = t0.Add(time.Duration(i + j))
+				}
+				out = m.HandleBatch(batch[:k], out[:0])
+				i += k
+			}
+			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "events/s")
+		})
+	}
+}
+
+// BenchmarkFloodBatch is BenchmarkFlood with the events handed over in
+// batches of benchBatch, and the state filled to the cap before timing,
+// so that every timed event evicts. One op is one event.
+func BenchmarkFloodBatch(b *testing.B) {
+	const max = 100_000
+	d := mkDoor("d", "7000,8000,9000", 3600)
+	m := New([]*config.Door{d}, Options{MaxAttempts: max})
+	ev := capture.Event{Time: t0, Dst: netip.MustParseAddr("203.0.113.1"), Port: 7000, Proto: config.TCP, Flags: config.SYN}
+	batch := make([]capture.Event, benchBatch)
+	for j := range batch {
+		batch[j] = ev
+	}
+	src := func(s int) netip.Addr {
+		return netip.AddrFrom4([4]byte{byte(s >> 24), byte(s >> 16), byte(s >> 8), byte(s)})
+	}
+	var out []Action
+	for i := range max {
+		ev.Src = src(i)
+		out = m.Handle(ev, out[:0])
+	}
+	runtime.GC()
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; {
+		k := min(benchBatch, b.N-i)
+		for j := range batch[:k] {
+			batch[j].Src = src(max + i + j)
+		}
+		out = m.HandleBatch(batch[:k], out[:0])
+		i += k
+	}
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "events/s")
+	if st := m.Stats(); st.Evicted != uint64(b.N) {
+		b.Fatalf("%d evicted, want %d", st.Evicted, b.N)
+	}
+}
+
 // BenchmarkFlood measures a spoofed flood on the first port at the
 // attempt cap: every event starts an attempt and evicts the oldest.
 func BenchmarkFlood(b *testing.B) {

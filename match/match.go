@@ -4,6 +4,7 @@
 package match
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"net/netip"
@@ -78,8 +79,9 @@ const DefaultMaxAttempts = 1 << 18
 // Options tune a Matcher. The zero value is usable.
 type Options struct {
 	// MaxAttempts caps the attempts in progress; 0 means
-	// DefaultMaxAttempts. When full, the least advanced and oldest
-	// attempt makes room, but only for an attempt at least as advanced.
+	// DefaultMaxAttempts, and it is at most 1<<28. When full, the least
+	// advanced and oldest attempt makes room, but only for an attempt at
+	// least as advanced.
 	MaxAttempts int
 	// OneTime is called when a one-time door opens, before the Open
 	// action is returned. Nil uses config.UseOneTime and
@@ -111,16 +113,21 @@ func (e *disableError) Unwrap() error { return e.cause }
 
 // attempt is one source's progress on one door. Attempts live in a slice
 // and link to each other by index, so the steady state allocates nothing.
+// The record holds no pointer (the garbage collector never scans the
+// slice) and takes exactly one cache line.
 type attempt struct {
-	src     netip.Addr
-	start   time.Time
-	door    int32
-	stage   int32 // knocks matched so far, 1..len(sequence)-1
-	srcNext int32 // next attempt of the same source, or the free list
+	src   srcKey // the source address
+	start int64  // when the attempt started, in ns since Matcher.epoch
 	// link holds the attempt's places in two lists, oldest first: its
 	// timeout group's (byTimeout) and its stage's (byStage).
-	link   [2]links
-	lstage int32 // the stage whose list holds the attempt
+	link    [2]links
+	srcNext int32 // next attempt of the same source, or the free list
+	door    int32
+	stage   int32    // knocks matched so far, 1..len(sequence)-1; 0 when free
+	lstage  int32    // the stage whose list holds the attempt
+	hash    uint32   // the source's hash in the table
+	kind    addrKind // how to rebuild src as a netip.Addr
+	_       [3]byte
 }
 
 type links struct{ prev, next int32 }
@@ -147,13 +154,59 @@ type group struct {
 	l       list
 }
 
-// srcKey is a source address as a map key. netip.Addr holds a pointer
-// (its zone), which makes every lookup compare more and the garbage
-// collector scan the whole map; the 16 bytes alone do neither. Event
-// sources carry no zone.
-type srcKey [16]byte
+// srcKey is a source address as the table's key: its 16 bytes (As16) as
+// two integers, without the zone, which event sources never carry.
+type srcKey struct{ hi, lo uint64 }
 
-func keyOfSrc(a netip.Addr) srcKey { return a.As16() }
+// keyOfSrc returns a's key and kind.
+//
+// It avoids As16: the compiler copies the array it returns with one
+// 16-byte load of two 8-byte stores, which the CPU cannot forward, so the
+// load waits for the stores to retire, and with them every cache miss
+// before it; that would serialise the loads HandleBatch means to overlap.
+func keyOfSrc(a netip.Addr) (srcKey, addrKind) {
+	if a.Is4() {
+		b := a.As4()
+		return srcKey{0, 0xffff<<32 | uint64(binary.BigEndian.Uint32(b[:]))}, kind4
+	}
+	return keyOfSrc6(a)
+}
+
+// keyOfSrc6 is keyOfSrc for the other addresses. AppendBinary writes and
+// reads back whole 8-byte words.
+func keyOfSrc6(a netip.Addr) (srcKey, addrKind) {
+	var buf [16]byte
+	b, _ := a.WithZone("").AppendBinary(buf[:0])
+	if len(b) != 16 {
+		return srcKey{}, kindInvalid
+	}
+	return srcKey{binary.BigEndian.Uint64(b[:8]), binary.BigEndian.Uint64(b[8:16])}, kind6
+}
+
+// addrKind tells apart the addresses that share a srcKey: an IPv4
+// address and its IPv4-mapped IPv6 form, and the zero Addr and "::".
+type addrKind uint8
+
+const (
+	kind6 addrKind = iota
+	kind4
+	kindInvalid
+)
+
+// addr rebuilds the address from its key and kind. A zone is lost, but
+// event sources never report one.
+func (k srcKey) addr(kind addrKind) netip.Addr {
+	switch kind {
+	case kind4:
+		return netip.AddrFrom4([4]byte{byte(k.lo >> 24), byte(k.lo >> 16), byte(k.lo >> 8), byte(k.lo)})
+	case kindInvalid:
+		return netip.Addr{}
+	}
+	var b [16]byte
+	binary.BigEndian.PutUint64(b[:8], k.hi)
+	binary.BigEndian.PutUint64(b[8:], k.lo)
+	return netip.AddrFrom16(b)
+}
 
 type knockKey uint32
 
@@ -161,37 +214,74 @@ func keyOf(proto config.Proto, port uint16) knockKey {
 	return knockKey(proto)<<16 | knockKey(port)
 }
 
+// firstIndex finds the doors by their first knock: a short list scanned
+// in order when there are few first knocks, a map otherwise.
+type firstIndex struct {
+	keys  []knockKey
+	doors [][]int32
+	m     map[knockKey][]int32
+}
+
+const firstScanMax = 8
+
+func (f *firstIndex) lookup(k knockKey) []int32 {
+	if f.m != nil {
+		return f.m[k]
+	}
+	for i, kk := range f.keys {
+		if kk == k {
+			return f.doors[i]
+		}
+	}
+	return nil
+}
+
+// maxAttemptsLimit caps MaxAttempts so that attempt indexes and table
+// positions fit in 32 bits, and the table's size in an int on 32-bit
+// platforms.
+const maxAttemptsLimit = 1 << 28
+
 // Matcher holds the knock state. It is not safe for concurrent use: one
 // goroutine owns it (see Run).
 type Matcher struct {
 	opts    Options
 	max     int
 	doors   []door
-	first   map[knockKey][]int32 // doors by their first knock
+	first   firstIndex
 	groups  []group
-	stages  [config.MaxSequence + 1]list
+	stages  []list // by stage; stages[0] is unused
 	atts    []attempt
 	free    int32
 	count   int
-	bySrc   map[srcKey]int32
-	now     time.Time
-	evicted uint64
-	refused uint64
+	tab     table     // source → head of its chain of attempts
+	now     time.Time // the latest event or expiry time
+	nowOff  int64     // now's offset, once epochOK
+	epoch   time.Time // origin of attempt.start; the first time seen
+	epochOK bool
+	// epochWall is set if epoch carries no monotonic clock reading, and
+	// epochSec and epochNsec are its Unix time; see offset.
+	epochWall           bool
+	epochSec, epochNsec int64
+	evicted             uint64
+	refused             uint64
+	// sink folds in the loads that warm the caches, and warmEvicted is
+	// evicted as warm last saw it; see HandleBatch.
+	sink        uint32
+	warmEvicted uint64
 }
 
 // New returns a Matcher for doors.
 func New(doors []*config.Door, opts Options) *Matcher {
-	m := &Matcher{opts: opts, free: none, bySrc: make(map[srcKey]int32)}
+	m := &Matcher{opts: opts, free: none}
 	m.max = opts.MaxAttempts
 	if m.max <= 0 {
 		m.max = DefaultMaxAttempts
 	}
+	m.max = min(m.max, maxAttemptsLimit)
 	if m.opts.OneTime == nil {
 		m.opts.OneTime = useOneTimeFile
 	}
-	for i := range m.stages {
-		m.stages[i] = list{none, none}
-	}
+	m.tab = newTable(m.max)
 	m.setDoors(doors)
 	return m
 }
@@ -207,6 +297,7 @@ func useOneTimeFile(d *config.Door) ([]config.Knock, int64, error) {
 func (m *Matcher) setDoors(doors []*config.Door) {
 	m.doors = m.doors[:0]
 	m.groups = m.groups[:0]
+	m.stages = m.stages[:0]
 	for _, d := range doors {
 		g := slices.IndexFunc(m.groups, func(g group) bool { return g.timeout == d.SeqTimeout })
 		if g < 0 {
@@ -214,19 +305,41 @@ func (m *Matcher) setDoors(doors []*config.Door) {
 			m.groups = append(m.groups, group{timeout: d.SeqTimeout, l: list{none, none}})
 		}
 		m.doors = append(m.doors, door{cfg: d, seq: d.Sequence, group: g, disabled: len(d.Sequence) == 0})
+		m.growStages(len(d.Sequence))
 	}
+	m.growStages(2)
 	m.index()
 }
 
+// growStages makes room for the stage lists of a sequence of n knocks.
+func (m *Matcher) growStages(n int) {
+	for len(m.stages) < n {
+		m.stages = append(m.stages, list{none, none})
+	}
+}
+
 func (m *Matcher) index() {
-	m.first = make(map[knockKey][]int32)
+	f := firstIndex{}
 	for i, d := range m.doors {
 		if d.disabled {
 			continue
 		}
 		k := keyOf(d.seq[0].Proto, d.seq[0].Port)
-		m.first[k] = append(m.first[k], int32(i))
+		j := slices.Index(f.keys, k)
+		if j < 0 {
+			j = len(f.keys)
+			f.keys = append(f.keys, k)
+			f.doors = append(f.doors, nil)
+		}
+		f.doors[j] = append(f.doors[j], int32(i))
 	}
+	if len(f.keys) > firstScanMax {
+		f.m = make(map[knockKey][]int32, len(f.keys))
+		for j, k := range f.keys {
+			f.m[k] = f.doors[j]
+		}
+	}
+	m.first = f
 }
 
 // Doors returns the doors as they stand now: one-time doors carry their
@@ -247,20 +360,165 @@ func (m *Matcher) Stats() Stats {
 	return Stats{InProgress: m.count, Evicted: m.evicted, Refused: m.refused}
 }
 
+// offset returns t as an attempt time: ns since the epoch, which is the
+// first time the matcher sees. Differences of offsets are differences of
+// times, by the monotonic clock when the times carry it, as with Sub.
+//
+// Offsets stay within ±offsetLimit, so that their differences never
+// overflow: a time further after the epoch becomes the new epoch (see
+// rebase), and one further before is clamped.
+func (m *Matcher) offset(t time.Time) int64 {
+	if !m.epochOK {
+		m.setEpoch(t)
+	}
+	if m.epochWall {
+		// t.Sub(m.epoch) goes by the wall clock, whatever t carries:
+		// compute it here as Sub does, but without its check for
+		// overflow, which costs more than the rest, when t is not too
+		// far from the epoch.
+		if ds, ok := secondsApart(t.Unix(), m.epochSec); ok {
+			return ds*int64(time.Second) + int64(t.Nanosecond()) - m.epochNsec
+		}
+	}
+	switch d := int64(t.Sub(m.epoch)); {
+	case d <= -offsetLimit:
+		// Only Expire asks about times before the matcher's own, and
+		// at over a century before, whatever it asks about has not
+		// expired.
+		return -offsetLimit + 1
+	case d >= offsetLimit:
+		m.rebase(t)
+		return 0
+	default:
+		return d
+	}
+}
+
+// secondsApart returns a - b if it is within ±maxOffsetSec.
+func secondsApart(a, b int64) (int64, bool) {
+	if a >= b {
+		d := uint64(a) - uint64(b) // no overflow, unsigned
+		return int64(d), d < maxOffsetSec
+	}
+	d := uint64(b) - uint64(a)
+	return -int64(d), d < maxOffsetSec
+}
+
+const (
+	// offsetLimit bounds offsets, to about 146 years either side of the
+	// epoch.
+	offsetLimit = 1 << 62
+	// maxOffsetSec bounds the offsets computed without time.Time.Sub,
+	// within offsetLimit.
+	maxOffsetSec = 1 << 32
+)
+
+func (m *Matcher) setEpoch(t time.Time) {
+	m.epoch, m.epochOK = t, true
+	// Round(0) strips a monotonic clock reading, and only that.
+	m.epochWall = t == t.Round(0)
+	m.epochSec, m.epochNsec = t.Unix(), int64(t.Nanosecond())
+}
+
+// rebase makes t, too far after the epoch for an offset, the new epoch,
+// and moves the offsets in hand to it. Those that end up over a century
+// before t are clamped there: whatever the Seq_Timeout, short of that,
+// they have expired, as with Sub, which saturates.
+func (m *Matcher) rebase(t time.Time) {
+	delta := int64(t.Sub(m.epoch)) // ≥ offsetLimit, saturated
+	move := func(off int64) int64 {
+		if d := off - delta; d > -offsetLimit && d < off {
+			return d
+		}
+		return -offsetLimit + 1
+	}
+	for i := range m.atts {
+		if a := &m.atts[i]; a.stage != 0 {
+			a.start = move(a.start)
+		}
+	}
+	m.nowOff = move(m.nowOff)
+	m.setEpoch(t)
+}
+
+// elapsed returns now - start.
+func elapsed(now, start int64) int64 { return now - start }
+
+// advance returns the time of an event at t and its offset: t, or the
+// matcher's time if t is before it (sources may deliver slightly out of
+// order; time never goes back), which moves on to t if t is after.
+func (m *Matcher) advance(t time.Time) (time.Time, int64) {
+	if t == m.now && m.epochOK {
+		// The same time as the last event's, as in a burst: skip the
+		// arithmetic.
+		return m.now, m.nowOff
+	}
+	switch c := t.Compare(m.now); {
+	case c < 0 && m.epochOK:
+		return m.now, m.nowOff
+	case c < 0:
+		return m.now, m.offset(m.now)
+	case c > 0:
+		m.now = t
+		m.nowOff = m.offset(t)
+		return t, m.nowOff
+	}
+	return t, m.offset(t)
+}
+
+// due reports whether some attempt's Seq_Timeout has passed at nowOff.
+func (m *Matcher) due(nowOff int64) bool {
+	for g := range m.groups {
+		gr := &m.groups[g]
+		if gr.l.head != none && elapsed(nowOff, m.atts[gr.l.head].start) >= int64(gr.timeout) {
+			return true
+		}
+	}
+	return false
+}
+
+// appendAction appends an action to out. It sets the fields one by one:
+// a composite literal would be built on the stack and copied in 16-byte
+// words, a load the CPU cannot forward from the smaller stores that built
+// it, which would stall until they retire, cache misses before them
+// included.
+func appendAction(out []Action, kind Kind, door *config.Door, src netip.Addr, stage int, t time.Time, err error) []Action {
+	n := len(out)
+	if n < cap(out) {
+		out = out[:n+1]
+	} else {
+		out = append(out, Action{})
+	}
+	a := &out[n]
+	a.Kind = kind
+	a.Door = door
+	a.Src = src
+	a.Stage = stage
+	a.Time = t
+	a.Err = err
+	return out
+}
+
 // Handle processes one event and appends the resulting actions to out.
 // Attempts whose Seq_Timeout has passed by ev.Time expire first.
 func (m *Matcher) Handle(ev capture.Event, out []Action) []Action {
-	now := ev.Time
-	if now.Before(m.now) {
-		// Sources may deliver slightly out of order; time never goes back.
-		now = m.now
+	k, kind := keyOfSrc(ev.Src)
+	return m.handle(&ev, k, kind, m.tab.hash(k), out)
+}
+
+// handle is Handle for an event whose source has key k, kind kind and
+// hash h.
+func (m *Matcher) handle(ev *capture.Event, k srcKey, kind addrKind, h uint32, out []Action) []Action {
+	now, nowOff := m.advance(ev.Time)
+	if m.due(nowOff) {
+		out = m.expire(now, nowOff, out)
 	}
-	out = m.Expire(now, out)
 
 	relevant, used, failed := false, false, false
-	if head, ok := m.bySrc[keyOfSrc(ev.Src)]; ok {
+	pos, known := m.tab.find(k, h, m.atts)
+	if known {
 		prev := int32(none)
-		for i := head; i != none; {
+		for i := m.tab.head(pos); i != none; {
 			a := &m.atts[i]
 			next := a.srcNext
 			d := &m.doors[a.door]
@@ -280,10 +538,10 @@ func (m *Matcher) Handle(ev capture.Event, out []Action) []Action {
 			case d.seq[a.stage] == k:
 				used = true
 				a.stage++
-				out = append(out, Action{Kind: Stage, Door: d.cfg, Src: ev.Src, Stage: int(a.stage), Time: now})
+				out = appendAction(out, Stage, d.cfg, ev.Src, int(a.stage), now, nil)
 				if int(a.stage) == len(d.seq) {
 					di := a.door
-					m.remove(i, prev)
+					m.removeFrom(i, prev)
 					out = m.open(di, ev.Src, now, out)
 					i = next
 					continue
@@ -296,7 +554,7 @@ func (m *Matcher) Handle(ev capture.Event, out []Action) []Action {
 				used = true
 			default:
 				failed = true
-				m.remove(i, prev)
+				m.removeFrom(i, prev)
 				i = next
 				continue
 			}
@@ -306,7 +564,7 @@ func (m *Matcher) Handle(ev capture.Event, out []Action) []Action {
 	if relevant && (used || !failed) {
 		return out
 	}
-	for _, di := range m.first[keyOf(ev.Proto, ev.Port)] {
+	for _, di := range m.first.lookup(keyOf(ev.Proto, ev.Port)) {
 		d := &m.doors[di]
 		if d.disabled || !targetOK(d.cfg, ev.Dst) {
 			continue
@@ -314,12 +572,14 @@ func (m *Matcher) Handle(ev capture.Event, out []Action) []Action {
 		if ev.Proto == config.TCP && !d.cfg.Flags.Match(ev.Flags) {
 			continue
 		}
-		out = append(out, Action{Kind: Stage, Door: d.cfg, Src: ev.Src, Stage: 1, Time: now})
+		out = appendAction(out, Stage, d.cfg, ev.Src, 1, now, nil)
 		if len(d.seq) == 1 {
 			out = m.open(di, ev.Src, now, out)
 			continue
 		}
-		m.add(di, ev.Src, now)
+		if m.add(di, k, kind, h, nowOff, known) != none {
+			known = true
+		}
 	}
 	return out
 }
@@ -340,10 +600,14 @@ func (m *Matcher) open(di int32, src netip.Addr, now time.Time, out []Action) []
 	next, off, err := m.opts.OneTime(cfg)
 	var spent bool
 	switch {
-	case err == nil:
+	case err == nil && len(next) > 0:
 		nd := *cfg
 		nd.Sequence, nd.OneTimeOffset = next, off
 		d.cfg, d.seq = &nd, next
+		m.growStages(len(next))
+	case err == nil:
+		// No knock in the next sequence: nothing can open the door.
+		spent = true
 	case errors.Is(err, config.ErrNoSequence):
 		// The used line was marked: the opening stands, then the door
 		// closes for good.
@@ -373,35 +637,33 @@ func (m *Matcher) open(di int32, src netip.Addr, now time.Time, out []Action) []
 
 // dropDoor ends every attempt on door di.
 func (m *Matcher) dropDoor(di int32) {
-	for _, head := range m.bySrc {
-		prev := int32(none)
-		for i := head; i != none; {
-			next := m.atts[i].srcNext
-			if m.atts[i].door == di {
-				m.removeFrom(m.atts[i].src, i, prev)
-			} else {
-				prev = i
-			}
-			i = next
+	for i := range m.atts {
+		if a := &m.atts[i]; a.stage != 0 && a.door == di {
+			m.removeAttempt(int32(i))
 		}
 	}
 }
 
 // Expire ends the attempts whose Seq_Timeout has passed at now.
 func (m *Matcher) Expire(now time.Time, out []Action) []Action {
+	nowOff := m.offset(now)
 	if now.After(m.now) {
-		m.now = now
+		m.now, m.nowOff = now, nowOff
 	}
+	return m.expire(now, nowOff, out)
+}
+
+func (m *Matcher) expire(now time.Time, nowOff int64, out []Action) []Action {
 	for g := range m.groups {
 		gr := &m.groups[g]
 		for gr.l.head != none {
 			i := gr.l.head
 			a := &m.atts[i]
-			if now.Sub(a.start) < gr.timeout {
+			if elapsed(nowOff, a.start) < int64(gr.timeout) {
 				break
 			}
-			out = append(out, Action{Kind: Timeout, Door: m.doors[a.door].cfg, Src: a.src, Stage: int(a.stage), Time: now})
-			m.removeFrom(a.src, i, m.prevOfSrc(i))
+			out = appendAction(out, Timeout, m.doors[a.door].cfg, a.src.addr(a.kind), int(a.stage), now, nil)
+			m.removeAttempt(i)
 		}
 	}
 	return out
@@ -414,7 +676,7 @@ func (m *Matcher) NextDeadline() (t time.Time, ok bool) {
 		if g.l.head == none {
 			continue
 		}
-		d := m.atts[g.l.head].start.Add(g.timeout)
+		d := m.epoch.Add(time.Duration(m.atts[g.l.head].start)).Add(g.timeout)
 		if !ok || d.Before(t) {
 			t, ok = d, true
 		}
@@ -422,69 +684,126 @@ func (m *Matcher) NextDeadline() (t time.Time, ok bool) {
 	return t, ok
 }
 
-// add starts an attempt at stage 1.
-func (m *Matcher) add(di int32, src netip.Addr, now time.Time) {
-	if m.count >= m.max {
+// add starts an attempt at stage 1 for the source with key k and hash h,
+// and returns its index, or none if the state is full of further advanced
+// attempts.
+//
+// known is false if the source is known not to be in the table; true
+// means that it may be.
+func (m *Matcher) add(di int32, k srcKey, kind addrKind, h uint32, start int64, known bool) int32 {
+	var i int32
+	switch {
+	case m.count >= m.max:
 		// Make room from the least advanced, oldest attempt, but never
 		// push out one further along than the newcomer.
-		v := m.stages[1].head
-		if v == none {
+		i = m.stages[1].head
+		if i == none {
 			m.refused++
-			return
+			return none
 		}
 		m.evicted++
-		m.removeFrom(m.atts[v].src, v, m.prevOfSrc(v))
-	}
-	i := m.free
-	if i != none {
+		// Its record is reused at once, as freeing it then taking the
+		// head of the free list would.
+		m.unchainAttempt(i)
+		m.unlinkAttempt(i)
+	case m.free != none:
+		i = m.free
 		m.free = m.atts[i].srcNext
-	} else {
+		m.count++
+	default:
+		if len(m.atts) == cap(m.atts) {
+			// Grow by doubling, but never past the cap on attempts.
+			n := min(max(2*cap(m.atts), 64), m.max)
+			m.atts = append(make([]attempt, 0, max(n, len(m.atts)+1)), m.atts...)
+		}
 		m.atts = append(m.atts, attempt{})
 		i = int32(len(m.atts) - 1)
+		m.count++
 	}
 	a := &m.atts[i]
-	*a = attempt{src: src, start: now, door: di, stage: 1, srcNext: none}
+	a.src = k
+	a.start = start
+	a.srcNext = none
+	a.door = di
+	a.stage = 1
+	a.hash = h
+	a.kind = kind
 	// Append to the source's chain so attempts keep door order.
-	if head, ok := m.bySrc[keyOfSrc(src)]; ok {
-		j := head
+	if !known {
+		// Making room only took entries out.
+		m.tab.insert(m.tab.free(h), h, i)
+	} else if pos, ok := m.tab.find(k, h, m.atts); ok {
+		j := m.tab.head(pos)
 		for m.atts[j].srcNext != none {
 			j = m.atts[j].srcNext
 		}
 		m.atts[j].srcNext = i
 	} else {
-		m.bySrc[keyOfSrc(src)] = i
+		m.tab.insert(pos, h, i)
 	}
 	m.push(&m.groups[m.doors[di].group].l, byTimeout, i)
 	m.linkStage(i)
-	m.count++
+	return i
 }
 
-func (m *Matcher) prevOfSrc(i int32) int32 {
-	prev := int32(none)
-	for j := m.bySrc[keyOfSrc(m.atts[i].src)]; j != i && j != none; j = m.atts[j].srcNext {
-		prev = j
+// removeAttempt ends attempt i.
+func (m *Matcher) removeAttempt(i int32) {
+	m.unchainAttempt(i)
+	m.release(i)
+}
+
+// unchainAttempt takes attempt i off its source's chain, and the source
+// off the table if i was its last attempt.
+func (m *Matcher) unchainAttempt(i int32) {
+	a := &m.atts[i]
+	if pos, ok := m.tab.findHead(a.hash, i); ok {
+		m.unchain(pos, i)
+		return
 	}
-	return prev
+	pos, _ := m.tab.find(a.src, a.hash, m.atts)
+	j := m.tab.head(pos)
+	for m.atts[j].srcNext != i {
+		j = m.atts[j].srcNext
+	}
+	m.atts[j].srcNext = a.srcNext
 }
 
-func (m *Matcher) remove(i, prev int32) { m.removeFrom(m.atts[i].src, i, prev) }
-
-// removeFrom unlinks attempt i (whose predecessor in src's chain is prev)
-// from every list and frees it.
-func (m *Matcher) removeFrom(src netip.Addr, i, prev int32) {
+// removeFrom ends attempt i, whose predecessor in its source's chain is
+// prev.
+func (m *Matcher) removeFrom(i, prev int32) {
 	a := &m.atts[i]
 	if prev == none {
-		if a.srcNext == none {
-			delete(m.bySrc, keyOfSrc(src))
-		} else {
-			m.bySrc[keyOfSrc(src)] = a.srcNext
-		}
+		pos, _ := m.tab.find(a.src, a.hash, m.atts)
+		m.unchain(pos, i)
 	} else {
 		m.atts[prev].srcNext = a.srcNext
 	}
-	m.unlink(&m.groups[m.doors[a.door].group].l, byTimeout, i)
+	m.release(i)
+}
+
+// unchain takes attempt i, the head of the chain at table position pos,
+// off the chain, and the source off the table if i was its last attempt.
+func (m *Matcher) unchain(pos uint32, i int32) {
+	if next := m.atts[i].srcNext; next != none {
+		m.tab.setHead(pos, next)
+	} else {
+		m.tab.delete(pos)
+	}
+}
+
+// unlinkAttempt unlinks attempt i from its timeout and stage lists.
+func (m *Matcher) unlinkAttempt(i int32) {
+	m.unlink(&m.groups[m.doors[m.atts[i].door].group].l, byTimeout, i)
 	m.unlinkStage(i)
-	*a = attempt{srcNext: m.free}
+}
+
+// release unlinks attempt i, already off its chain, from its lists and
+// frees it.
+func (m *Matcher) release(i int32) {
+	m.unlinkAttempt(i)
+	a := &m.atts[i]
+	*a = attempt{}
+	a.srcNext = m.free
 	m.free = i
 	m.count--
 }

@@ -414,8 +414,8 @@ func TestStateIsReleased(t *testing.T) {
 		m.Handle(ev, nil)
 	}
 	m.Expire(t0.Add(time.Minute), nil)
-	if st := m.Stats(); st.InProgress != 0 || len(m.bySrc) != 0 {
-		t.Errorf("after expiry: %+v, %d sources", st, len(m.bySrc))
+	if st := m.Stats(); st.InProgress != 0 || m.tab.n != 0 {
+		t.Errorf("after expiry: %+v, %d sources", st, m.tab.n)
 	}
 	for l := range m.stages {
 		if m.stages[l].head != none {
@@ -425,23 +425,55 @@ func TestStateIsReleased(t *testing.T) {
 }
 
 // check verifies the matcher's internal lists: every attempt is reachable
-// once from its source, its timeout group and its stage list, and the
-// free list holds exactly the other slots.
+// once from its source's table entry, its timeout group and its stage
+// list, and the free list holds exactly the other slots. It also checks
+// the table: each entry sits where a lookup of its key finds it, carries
+// its key's hash and a non-empty chain, and the entries are counted.
 func (m *Matcher) check() error {
+	if err := m.tab.check(); err != nil {
+		return err
+	}
 	seen := map[int32]bool{}
-	for src, head := range m.bySrc {
+	for p := range m.tab.slots {
+		s := &m.tab.slots[p]
+		if s.idx == 0 {
+			continue
+		}
+		head := m.tab.head(uint32(p))
+		if head < 0 || int(head) >= len(m.atts) {
+			return fmt.Errorf("table entry %d: chain head %d out of %d attempts", p, head, len(m.atts))
+		}
+		src := m.atts[head].src
+		if h := m.tab.hash(src); h != s.hash {
+			return fmt.Errorf("table entry %d: hash %#x, its key %v hashes to %#x", p, s.hash, src, h)
+		}
+		if pos, ok := m.tab.find(src, s.hash, m.atts); !ok || pos != uint32(p) {
+			return fmt.Errorf("table entry %d: its key %v found at %d (%v)", p, src, pos, ok)
+		}
 		for i := head; i != none; i = m.atts[i].srcNext {
+			if i < 0 || int(i) >= len(m.atts) {
+				return fmt.Errorf("chain of %v: attempt %d out of %d", src, i, len(m.atts))
+			}
 			if seen[i] || len(seen) > len(m.atts) {
 				return fmt.Errorf("attempt %d reached twice", i)
 			}
 			seen[i] = true
-			if keyOfSrc(m.atts[i].src) != src {
-				return fmt.Errorf("attempt %d of %v in %v's chain", i, m.atts[i].src, src)
+			a := &m.atts[i]
+			if a.src != src || a.hash != s.hash {
+				return fmt.Errorf("attempt %d of %v (hash %#x) in %v's chain (hash %#x)", i, a.src, a.hash, src, s.hash)
+			}
+			if a.stage < 1 || int(a.stage) >= len(m.doors[a.door].seq) || a.lstage != a.stage {
+				return fmt.Errorf("attempt %d at stage %d (listed at %d) of a %d-knock door", i, a.stage, a.lstage, len(m.doors[a.door].seq))
 			}
 		}
 	}
 	if len(seen) != m.count {
 		return fmt.Errorf("%d attempts reachable, count %d", len(seen), m.count)
+	}
+	for i := range m.atts {
+		if a := &m.atts[i]; a.stage != 0 && !seen[int32(i)] {
+			return fmt.Errorf("attempt %d (of %v, stage %d) unreachable from the table", i, a.src, a.stage)
+		}
 	}
 	inGroups := 0
 	for _, g := range m.groups {
@@ -466,10 +498,16 @@ func (m *Matcher) check() error {
 		if seen[i] || free > len(m.atts) {
 			return fmt.Errorf("free list holds live or repeated attempt %d", i)
 		}
+		if m.atts[i].stage != 0 {
+			return fmt.Errorf("free attempt %d at stage %d", i, m.atts[i].stage)
+		}
 		free++
 	}
 	if inGroups != m.count || inStages != m.count || free+m.count != len(m.atts) {
 		return fmt.Errorf("count %d, in timeout lists %d, in stage lists %d, free %d of %d", m.count, inGroups, inStages, free, len(m.atts))
+	}
+	if m.count > m.max {
+		return fmt.Errorf("%d attempts, over the cap of %d", m.count, m.max)
 	}
 	return nil
 }

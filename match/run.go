@@ -1,8 +1,8 @@
 package match
 
 import (
+	"cmp"
 	"context"
-	"net/netip"
 	"slices"
 	"time"
 
@@ -15,8 +15,10 @@ import (
 // without a log line, since their door no longer exists as they knew it.
 func (m *Matcher) Reload(doors []*config.Door) {
 	type kept struct {
-		src   netip.Addr
-		start time.Time
+		src   srcKey
+		kind  addrKind
+		hash  uint32
+		start int64
 		door  int32
 		stage int32
 	}
@@ -25,43 +27,44 @@ func (m *Matcher) Reload(doors []*config.Door) {
 		byName[d.Name] = int32(i)
 	}
 	var keep []kept
-	for _, head := range m.bySrc {
-		for i := head; i != none; i = m.atts[i].srcNext {
+	// Walk the sources' chains in the order of their heads in m.atts, not
+	// in table order, which depends on the hash seed: the order in which
+	// attempts that started together are restored is then reproducible.
+	for h := range m.atts {
+		a := &m.atts[h]
+		if a.stage == 0 {
+			continue
+		}
+		if pos, ok := m.tab.find(a.src, a.hash, m.atts); !ok || m.tab.head(pos) != int32(h) {
+			continue
+		}
+		for i := int32(h); i != none; i = m.atts[i].srcNext {
 			a := &m.atts[i]
 			old := m.doors[a.door]
 			ni, ok := byName[old.cfg.Name]
 			if !ok || old.disabled || !sameMatching(old.cfg, old.seq, doors[ni]) {
 				continue
 			}
-			keep = append(keep, kept{a.src, a.start, ni, a.stage})
+			keep = append(keep, kept{a.src, a.kind, a.hash, a.start, ni, a.stage})
 		}
 	}
-	slices.SortStableFunc(keep, func(a, b kept) int { return a.start.Compare(b.start) })
+	slices.SortStableFunc(keep, func(a, b kept) int { return cmp.Compare(a.start, b.start) })
 
 	m.atts = m.atts[:0]
 	m.free = none
 	m.count = 0
-	clear(m.bySrc)
-	for i := range m.stages {
-		m.stages[i] = list{none, none}
-	}
+	m.tab.clear()
 	m.setDoors(doors)
 	for _, k := range keep {
-		m.add(k.door, k.src, k.start)
+		i := m.add(k.door, k.src, k.kind, k.hash, k.start, true)
+		if i == none {
+			continue
+		}
 		// add starts at stage 1: move the attempt to where it was.
-		i := m.bySrcTail(k.src)
 		m.unlinkStage(i)
 		m.atts[i].stage = k.stage
 		m.linkStage(i)
 	}
-}
-
-func (m *Matcher) bySrcTail(src netip.Addr) int32 {
-	j := m.bySrc[keyOfSrc(src)]
-	for m.atts[j].srcNext != none {
-		j = m.atts[j].srcNext
-	}
-	return j
 }
 
 func sameMatching(old *config.Door, oldSeq []config.Knock, nd *config.Door) bool {
@@ -103,11 +106,12 @@ func (l *Loop) Do(ctx context.Context, f func(*Matcher)) bool {
 	}
 }
 
-// Run matches events from in until ctx ends or in is closed, expiring
-// attempts when their time comes, and hands each batch of actions to
-// emit. emit runs on the loop's goroutine and must not block for long;
-// the slice is reused after it returns.
-func (l *Loop) Run(ctx context.Context, in <-chan capture.Event, emit func([]Action)) {
+// Run matches batches of events from in until ctx ends or in is closed,
+// expiring attempts when their time comes, and hands the actions of each
+// batch, or of each expiry, to emit. It releases each batch once its
+// events are matched, before emit runs. emit runs on the loop's goroutine
+// and must not block for long; the slice is reused after it returns.
+func (l *Loop) Run(ctx context.Context, in <-chan *capture.Batch, emit func([]Action)) {
 	defer close(l.done)
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
@@ -132,11 +136,14 @@ func (l *Loop) Run(ctx context.Context, in <-chan capture.Event, emit func([]Act
 		select {
 		case <-ctx.Done():
 			return
-		case ev, ok := <-in:
+		case b, ok := <-in:
 			if !ok {
 				return
 			}
-			l.acts = l.m.Handle(ev, l.acts)
+			if b != nil {
+				l.acts = l.m.HandleBatch(b.Events, l.acts)
+				b.Release()
+			}
 		case <-timer.C:
 			armed = time.Time{}
 			l.acts = l.m.Expire(l.now(), l.acts)

@@ -76,7 +76,7 @@ type daemon struct {
 	runner  *exec.Runner
 	matcher *match.Matcher
 	loop    *match.Loop
-	events  chan capture.Event
+	events  chan *capture.Batch
 	acts    chan match.Action
 	names   *names
 	flood   *floodGate
@@ -237,7 +237,10 @@ func (d *daemon) serve(ctx context.Context) error {
 
 	runCtx, stop := context.WithCancel(ctx)
 	defer stop()
-	d.events = make(chan capture.Event, 4096)
+	// Room for every batch a source has (rawsock has 16, the listener
+	// 4), so that a reader hands a batch over without waiting while the
+	// matcher works.
+	d.events = make(chan *capture.Batch, 16)
 	d.acts = make(chan match.Action, 4096)
 	d.loop = match.NewLoop(d.matcher, nil)
 
