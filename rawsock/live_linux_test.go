@@ -3,6 +3,7 @@
 package rawsock
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -12,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -19,6 +21,7 @@ import (
 	"time"
 
 	"github.com/knock-go/knock/capture"
+	"github.com/knock-go/knock/capture/capturetest"
 	"github.com/knock-go/knock/config"
 	"github.com/mdlayher/packet"
 	"golang.org/x/sys/unix"
@@ -233,10 +236,11 @@ func (e *liveEnv) raw(b []byte) {
 
 // running is a Source under Run.
 type running struct {
-	src    *Source
-	events chan capture.Event
-	cancel context.CancelFunc
-	done   chan error
+	src     *Source
+	batches chan *capture.Batch
+	events  chan capture.Event // the batches' events, one by one
+	cancel  context.CancelFunc
+	done    chan error
 
 	mu   sync.Mutex
 	logs []string
@@ -244,7 +248,8 @@ type running struct {
 
 func startSource(t *testing.T, spec capture.Spec) *running {
 	t.Helper()
-	r := &running{events: make(chan capture.Event, 100), done: make(chan error, 1)}
+	r := &running{batches: make(chan *capture.Batch), events: make(chan capture.Event, 100), done: make(chan error, 1)}
+	go capturetest.Flatten(r.batches, r.events)
 	src, err := New(spec, Options{Logf: func(format string, args ...any) {
 		line := fmt.Sprintf(format, args...)
 		t.Logf("source: %s", line)
@@ -258,7 +263,7 @@ func startSource(t *testing.T, spec capture.Spec) *running {
 	r.src = src
 	ctx, cancel := context.WithCancel(context.Background())
 	r.cancel = cancel
-	go func() { r.done <- src.Run(ctx, r.events) }()
+	go func() { r.done <- src.Run(ctx, r.batches) }()
 	t.Cleanup(func() {
 		r.stop(t)
 		src.Close()
@@ -372,6 +377,24 @@ func sameEvents(t *testing.T, what string, got []capture.Event, want []capture.E
 }
 
 func TestLiveAllInterfaces(t *testing.T) {
+	needLive(t)
+	t.Run("ring", testLiveAllInterfaces)
+	t.Run("recvfrom", func(t *testing.T) {
+		// A kernel that refuses a ring gets the same events, one
+		// recvfrom(2) at a time.
+		withRing(t, 0)
+		testLiveAllInterfaces(t)
+	})
+}
+
+// withRing sets the ring size of the sockets the test opens.
+func withRing(t *testing.T, bytes int) {
+	old := ringBytes
+	ringBytes = bytes
+	t.Cleanup(func() { ringBytes = old })
+}
+
+func testLiveAllInterfaces(t *testing.T) {
 	e := newLiveEnv(t)
 	e.createVeth()
 	r := startSource(t, liveSpec(nil))
@@ -552,7 +575,7 @@ func TestLiveCloseEndsRun(t *testing.T) {
 		t.Fatal(err)
 	}
 	done := make(chan error, 1)
-	go func() { done <- src.Run(context.Background(), make(chan capture.Event)) }()
+	go func() { done <- src.Run(context.Background(), make(chan *capture.Batch)) }()
 	time.Sleep(50 * time.Millisecond)
 	if err := src.Close(); err != nil {
 		t.Fatal(err)
@@ -568,7 +591,7 @@ func TestLiveCloseEndsRun(t *testing.T) {
 	if err := src.Close(); err != nil {
 		t.Errorf("second Close = %v", err)
 	}
-	if err := src.Run(context.Background(), make(chan capture.Event)); err == nil {
+	if err := src.Run(context.Background(), make(chan *capture.Batch)); err == nil {
 		t.Error("Run after Close returned nil")
 	}
 	if err := src.Update(liveSpec(nil)); err == nil {
@@ -586,7 +609,7 @@ func TestLiveRunAgain(t *testing.T) {
 
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- r.src.Run(ctx, r.events) }()
+	go func() { done <- r.src.Run(ctx, r.batches) }()
 	defer func() {
 		cancel()
 		if err := <-done; err != nil {
@@ -757,4 +780,119 @@ func TestLiveNoLeak(t *testing.T) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+}
+
+// TestLiveRingWraps sends far more datagrams than a small ring holds and
+// checks that every one is either delivered, in order, or counted as
+// dropped by the kernel: with a reader that keeps up, and with one held
+// up until the burst is over.
+func TestLiveRingWraps(t *testing.T) {
+	e := newLiveEnv(t)
+	e.createVeth()
+	withRing(t, 64<<10) // 256 frames
+	// Datagrams are told apart by port: watch a range of them.
+	const first, ports = 20000, 200
+	spec := liveSpec(nil)
+	for p := uint16(first); p < first+ports; p++ {
+		spec.Ports = append(spec.Ports, capture.Port{Proto: config.UDP, Port: p})
+	}
+	slices.SortFunc(spec.Ports, func(a, b capture.Port) int {
+		return cmp.Or(cmp.Compare(a.Proto, b.Proto), cmp.Compare(a.Port, b.Port))
+	})
+	r := startSource(t, spec)
+	r.mark(t, e.udp, e.host4)
+
+	const sent = 20_000
+	burst := func(t *testing.T, stall bool) {
+		before := r.src.Stats().Dropped
+		sendErr := make(chan error, 1)
+		go func() {
+			sendErr <- inNS(e.ns, func() error {
+				c, err := net.ListenPacket("udp4", "")
+				if err != nil {
+					return err
+				}
+				defer c.Close()
+				for i := range sent {
+					dst := &net.UDPAddr{IP: e.host4.AsSlice(), Port: first + i%ports}
+					if _, err := c.WriteTo([]byte("x"), dst); err != nil {
+						return err
+					}
+					if i%100 == 99 {
+						// Stay under the veth backlog
+						// (1,000), so that any loss
+						// is the ring's.
+						time.Sleep(200 * time.Microsecond)
+					}
+				}
+				return nil
+			})
+		}()
+		if stall {
+			if err := <-sendErr; err != nil {
+				t.Fatal(err)
+			}
+		}
+		var got []capture.Event
+		var dropped uint64
+		deadline := time.After(10 * time.Second)
+		for uint64(len(got))+dropped < sent {
+			select {
+			case ev := <-r.events:
+				got = append(got, ev)
+				continue
+			case <-time.After(50 * time.Millisecond):
+			case <-deadline:
+				t.Fatalf("after 10s: %d delivered + %d dropped, of %d", len(got), dropped, sent)
+			}
+			dropped = r.src.Stats().Dropped - before
+		}
+		if !stall {
+			if err := <-sendErr; err != nil {
+				t.Fatal(err)
+			}
+		}
+		dropped = r.src.Stats().Dropped - before
+		t.Logf("%d delivered, %d dropped by the kernel, of %d", len(got), dropped, sent)
+		if uint64(len(got))+dropped != sent {
+			t.Errorf("%d delivered + %d dropped = %d, want %d", len(got), dropped, uint64(len(got))+dropped, sent)
+		}
+		if stall && dropped == 0 {
+			t.Errorf("nothing dropped while the reader was held up")
+		}
+		for i, ev := range got {
+			if ev.Port < first || ev.Port >= first+ports {
+				t.Fatalf("event %d: port %d", i, ev.Port)
+			}
+			if want := uint16(first + i%ports); dropped == 0 && ev.Port != want {
+				t.Fatalf("event %d: port %d, want %d: out of order", i, ev.Port, want)
+			}
+		}
+	}
+	t.Run("headers kept", func(t *testing.T) {
+		// A frame keeps 176 bytes of the packet: a TCP header behind
+		// 120 bytes of IPv6 extension headers is seen, one behind 128
+		// is cut short.
+		p, h := e.peer6.String(), e.host6.String()
+		destOpts := func(n int) []byte {
+			b := make([]byte, n)
+			b[0], b[1], b[2], b[3] = protoTCP, byte(n/8-1), 1, byte(n-4) // PadN
+			return b
+		}
+		r.mark(t, e.udp, e.host6)
+		before := r.src.Stats()
+		e.raw(ip6(p, h, 60, destOpts(120), tcpHdr(8, portSyn, config.SYN)))
+		e.raw(ip6(p, h, 60, destOpts(128), tcpHdr(9, portSyn, config.SYN)))
+		got := r.mark(t, e.udp, e.host6)
+		sameEvents(t, "IPv6 with long extension headers", got, []capture.Event{
+			{Src: e.peer6, Dst: e.host6, Port: portSyn, Proto: config.TCP, Flags: config.SYN},
+		})
+		if n := r.src.Stats().Malformed - before.Malformed; n != 1 {
+			t.Errorf("%d malformed, want 1", n)
+		}
+	})
+	t.Run("reader keeps up", func(t *testing.T) { burst(t, false) })
+	t.Run("reader held up", func(t *testing.T) { burst(t, true) })
+	// The ring still delivers afterwards.
+	r.mark(t, e.udp, e.host4)
 }

@@ -84,7 +84,7 @@ func (s *Source) Name() string { return "raw" }
 // Run sends the knocks it sees to out until ctx ends or Close is called,
 // and then returns nil. It returns an error when capture cannot go on.
 // Run may be called again after it returns, but not twice at once.
-func (s *Source) Run(ctx context.Context, out chan<- capture.Event) error {
+func (s *Source) Run(ctx context.Context, out chan<- *capture.Batch) error {
 	return s.run(ctx, out)
 }
 
@@ -117,18 +117,5 @@ func Available() error { return available() }
 func (s *Source) logf(format string, args ...any) {
 	if s.opts.Logf != nil {
 		s.opts.Logf(format, args...)
-	}
-}
-
-// count records what became of a packet.
-func (s *Source) count(v verdict) {
-	s.received.Add(1)
-	switch v {
-	case verdictEvent:
-		s.events.Add(1)
-	case verdictMalformed:
-		s.malformed.Add(1)
-	case verdictIgnored:
-		s.ignored.Add(1)
 	}
 }

@@ -15,9 +15,9 @@ var errUnimplemented = fmt.Errorf("rawsock: not implemented on %s", runtime.GOOS
 
 type system struct{}
 
-func (s *Source) open(capture.Spec) error                         { return errUnimplemented }
-func (s *Source) run(context.Context, chan<- capture.Event) error { return errUnimplemented }
-func (s *Source) update(capture.Spec) error                       { return errUnimplemented }
-func (s *Source) close() error                                    { return nil }
-func (s *Source) pollKernelStats()                                {}
-func available() error                                            { return errUnimplemented }
+func (s *Source) open(capture.Spec) error                          { return errUnimplemented }
+func (s *Source) run(context.Context, chan<- *capture.Batch) error { return errUnimplemented }
+func (s *Source) update(capture.Spec) error                        { return errUnimplemented }
+func (s *Source) close() error                                     { return nil }
+func (s *Source) pollKernelStats()                                 {}
+func available() error                                             { return errUnimplemented }

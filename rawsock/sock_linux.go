@@ -4,20 +4,17 @@ package rawsock
 
 import (
 	"encoding/binary"
-	"fmt"
-	"net"
+	"errors"
 	"os"
 	"sync/atomic"
-	"syscall"
 	"unsafe"
 
-	"github.com/mdlayher/packet"
 	"golang.org/x/net/bpf"
 	"golang.org/x/sys/unix"
 )
 
-// readSize is the most of a packet a reader looks at. Only the headers
-// matter; the kernel truncates the rest.
+// readSize is the most of a packet a reader without a ring looks at. Only
+// the headers matter; the kernel truncates the rest.
 const readSize = 16 << 10
 
 // sockKey names a packet socket of a Source.
@@ -44,95 +41,168 @@ func (k sockKey) String() string {
 // tags, bridges and bonds have been dealt with, so it sees each received
 // packet once, on the interface IP sees it on, and never the packets the
 // host sends (loopback's outgoing copy included).
+//
+// The socket is a plain blocking file descriptor, kept out of the Go
+// runtime's poller on purpose: the kernel signals it for every packet,
+// and under a flood those signals would keep the runtime's poller
+// spinning (it was half the daemon's CPU) even while the reader is not
+// waiting. The reader waits in poll(2) on its own thread instead, with an
+// eventfd that wakes it to stop.
 type sock struct {
-	key   sockKey
-	index int32 // the interface index; 0 for all interfaces
-	conn  *packet.Conn
-	rc    syscall.RawConn
+	key    sockKey
+	index  int32 // the interface index; 0 for all interfaces
+	fd     int
+	wakefd int // an eventfd: a write makes the reader look at why
+	// refs counts the users of fd, wakefd and the ring: the socket until
+	// it is closed, and its reader while it runs. The last one releases
+	// them, so that closing never pulls them from under a reader.
+	refs atomic.Int32
 	// gone is set when the socket is closed on purpose, so its reader
 	// stops without an error.
 	gone atomic.Bool
+	// ring is the receive ring; nil where the kernel refused one, and
+	// the reader then uses recvfrom(2).
+	ring    *ring
+	ringErr error // why there is no ring
 
-	// The reader's state, touched by the reader goroutine only. The
-	// receive function and its results live here so that a read
-	// allocates nothing.
-	buf    []byte
-	sa     unix.RawSockaddrLinklayer
-	salen  uint32
-	n      int
-	errno  unix.Errno
-	readFn func(fd uintptr) bool
+	// The ring-less reader's state, touched by the reader only.
+	buf   []byte
+	sa    unix.RawSockaddrLinklayer
+	salen uint32
+	n     int
 }
 
 // openSock opens a cooked packet socket for key on interface index (0:
-// all), with prog attached before it is bound so that no unfiltered
-// packet is ever queued.
+// all), with prog attached and the ring set up before it is bound, so
+// that no unfiltered packet is ever queued and none is lost.
 func openSock(key sockKey, index int32, prog []bpf.RawInstruction) (*sock, error) {
-	ifi := &net.Interface{Index: int(index), Name: key.name}
-	conn, err := packet.Listen(ifi, packet.Datagram, int(key.proto), &packet.Config{Filter: prog})
+	what := "opening " + key.String()
+	// Protocol 0: the socket receives nothing until it is bound.
+	fd, err := unix.Socket(unix.AF_PACKET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
-		return nil, openError("opening "+key.String(), unwrapOp(err))
+		return nil, openError(what, os.NewSyscallError("socket", err))
 	}
-	rc, err := conn.SyscallConn()
-	if err != nil {
-		conn.Close()
-		return nil, fmt.Errorf("rawsock: %s: %w", key, err)
+	k := &sock{key: key, index: index, fd: fd, wakefd: -1}
+	k.refs.Store(1)
+	fail := func(err error) (*sock, error) {
+		k.release()
+		return nil, openError(what, err)
 	}
-	growReceiveBuffer(rc)
-	k := &sock{key: key, index: index, conn: conn, rc: rc, buf: make([]byte, readSize)}
-	k.readFn = k.recv
+	if err := k.setBPF(prog); err != nil {
+		return fail(err)
+	}
+	if ringBytes > 0 {
+		k.ring, k.ringErr = setupRing(fd, ringBytes)
+	}
+	if k.ring == nil {
+		// A kernel without rings (or a sandbox that refuses them)
+		// still works, at one system call per packet.
+		growReceiveBuffer(fd)
+		k.buf = make([]byte, readSize)
+	}
+	if k.wakefd, err = unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK); err != nil {
+		return fail(os.NewSyscallError("eventfd", err))
+	}
+	sa := &unix.SockaddrLinklayer{Protocol: htons(key.proto), Ifindex: int(index)}
+	if err := unix.Bind(fd, sa); err != nil {
+		return fail(os.NewSyscallError("bind", err))
+	}
 	return k, nil
 }
 
-// receiveBuffer is the socket receive buffer asked for: enough to hold a
-// burst of tens of thousands of knocks while the reader is descheduled on
-// a busy host, where the default (about 200 KiB) drops them.
+// setBPF attaches prog, replacing the program in one step on a live
+// socket.
+func (k *sock) setBPF(prog []bpf.RawInstruction) error {
+	if len(prog) == 0 {
+		return errors.New("empty filter program")
+	}
+	fp := unix.SockFprog{Len: uint16(len(prog)), Filter: (*unix.SockFilter)(unsafe.Pointer(&prog[0]))}
+	if err := unix.SetsockoptSockFprog(k.fd, unix.SOL_SOCKET, unix.SO_ATTACH_FILTER, &fp); err != nil {
+		return os.NewSyscallError("setsockopt SO_ATTACH_FILTER", err)
+	}
+	return nil
+}
+
+// receiveBuffer is the socket receive buffer asked for without a ring:
+// enough to hold a burst of tens of thousands of knocks while the reader
+// is descheduled on a busy host, where the default (about 200 KiB) drops
+// them.
 const receiveBuffer = 16 << 20
 
 // growReceiveBuffer enlarges the socket's receive buffer: past
 // net.core.rmem_max when the process may (CAP_NET_ADMIN), else up to it.
-func growReceiveBuffer(rc syscall.RawConn) {
-	rc.Control(func(fd uintptr) {
-		if unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, receiveBuffer) != nil {
-			unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUF, receiveBuffer)
-		}
-	})
-}
-
-// unwrapOp drops packet's *net.OpError, whose text adds nothing here
-// ("listen packet : socket: ..."), keeping the syscall error.
-func unwrapOp(err error) error {
-	if op, ok := err.(*net.OpError); ok {
-		return op.Err
+func growReceiveBuffer(fd int) {
+	if unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, receiveBuffer) != nil {
+		unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUF, receiveBuffer)
 	}
-	return err
 }
 
-// recv is the syscall.RawConn read function: one recvfrom(2) into the
-// socket's buffer, keeping the link-layer address for its packet type
-// and protocol.
-func (k *sock) recv(fd uintptr) bool {
+// errWoken is wait's answer to a wake-up: the reader must look at its run
+// and its socket, and wait again if they go on.
+var errWoken = errors.New("woken")
+
+// wait blocks until the socket has something to read, or wake is called.
+// A pending socket error (the interface went down or away) is returned,
+// and so cleared.
+func (k *sock) wait() error {
+	fds := []unix.PollFd{{Fd: int32(k.fd), Events: unix.POLLIN}, {Fd: int32(k.wakefd), Events: unix.POLLIN}}
+	for {
+		_, err := unix.Poll(fds, -1)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return os.NewSyscallError("poll", err)
+		}
+		if fds[1].Revents != 0 {
+			var b [8]byte
+			unix.Read(k.wakefd, b[:])
+			return errWoken
+		}
+		if fds[0].Revents&unix.POLLERR != 0 {
+			n, err := unix.GetsockoptInt(k.fd, unix.SOL_SOCKET, unix.SO_ERROR)
+			if err != nil {
+				return os.NewSyscallError("getsockopt SO_ERROR", err)
+			}
+			if n != 0 {
+				return unix.Errno(n)
+			}
+		}
+		return nil
+	}
+}
+
+// wake makes the socket's reader, if it waits, return from wait.
+func (k *sock) wake() {
+	b := [8]byte{7: 1}
+	if binary.NativeEndian.Uint64(b[:]) != 1 {
+		b = [8]byte{0: 1}
+	}
+	unix.Write(k.wakefd, b[:])
+}
+
+// recv reads one packet without waiting; ok is false when there is none.
+func (k *sock) recv() (ok bool, err error) {
 	for {
 		k.salen = unix.SizeofSockaddrLinklayer
-		n, _, e := unix.Syscall6(unix.SYS_RECVFROM, fd,
-			uintptr(unsafe.Pointer(&k.buf[0])), uintptr(len(k.buf)), 0,
+		n, _, e := unix.Syscall6(unix.SYS_RECVFROM, uintptr(k.fd),
+			uintptr(unsafe.Pointer(&k.buf[0])), uintptr(len(k.buf)), unix.MSG_DONTWAIT,
 			uintptr(unsafe.Pointer(&k.sa)), uintptr(unsafe.Pointer(&k.salen)))
 		switch e {
 		case 0:
-			k.n, k.errno = int(n), 0
-			return true
+			k.n = int(n)
+			return true, nil
 		case unix.EINTR:
 			continue
 		case unix.EAGAIN:
-			return false
+			return false, nil
 		}
-		k.n, k.errno = 0, e
-		return true
+		return false, os.NewSyscallError("recvfrom", e)
 	}
 }
 
-// packet returns the last packet read, its packet type and its protocol
-// in host byte order.
+// packet returns the last packet recv read, its packet type and its
+// protocol in host byte order.
 func (k *sock) packet() ([]byte, uint8, uint16) {
 	return k.buf[:k.n], k.sa.Pkttype, ntohs(k.sa.Protocol)
 }
@@ -144,26 +214,49 @@ func ntohs(v uint16) uint16 {
 	return binary.BigEndian.Uint16(b[:])
 }
 
-// readErr returns the error of the last read, nil if it succeeded.
-func (k *sock) readErr() error {
-	if k.errno == 0 {
-		return nil
-	}
-	return os.NewSyscallError("recvfrom", k.errno)
-}
+// htons is ntohs's inverse (the same swap).
+func htons(v uint16) uint16 { return ntohs(v) }
 
 // close closes the socket on purpose and returns the kernel's drop count
-// since it was last read.
+// since it was last read. A reader still running stops at once.
 func (k *sock) close() (drops uint64) {
 	drops = k.drops()
 	k.gone.Store(true)
-	k.conn.Close()
+	k.wake()
+	k.release()
 	return drops
+}
+
+// acquire takes a reference for a reader; false if the socket is gone.
+func (k *sock) acquire() bool {
+	for {
+		n := k.refs.Load()
+		if n <= 0 {
+			return false
+		}
+		if k.refs.CompareAndSwap(n, n+1) {
+			return true
+		}
+	}
+}
+
+// release drops a reference, closing the socket with the last one.
+func (k *sock) release() {
+	if k.refs.Add(-1) != 0 {
+		return
+	}
+	if k.ring != nil {
+		k.ring.unmap()
+	}
+	unix.Close(k.fd)
+	if k.wakefd >= 0 {
+		unix.Close(k.wakefd)
+	}
 }
 
 // drops reads (and so resets) the kernel's drop counter.
 func (k *sock) drops() uint64 {
-	st, err := k.conn.Stats()
+	st, err := unix.GetsockoptTpacketStats(k.fd, unix.SOL_PACKET, unix.PACKET_STATISTICS)
 	if err != nil {
 		return 0
 	}
