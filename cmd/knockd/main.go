@@ -22,6 +22,7 @@ func main() {
 }
 
 func run(args []string) int {
+	defer startProfile()()
 	cli.VersionFlag = &cli.BoolFlag{Name: "version", Aliases: []string{"V"}, Usage: "display version"}
 	cli.VersionPrinter = func(c *cli.Context) {
 		fmt.Fprintf(c.App.Writer, "knockd %s\n", c.App.Version)

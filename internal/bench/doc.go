@@ -44,9 +44,10 @@
 //     the kernel: the daemon's packet sockets' PACKET_STATISTICS (read
 //     through pidfd_getfd), packets accepted by the filter less those
 //     dropped because the socket's queue (ours) or ring (libpcap) was
-//     full. CPU is utime+stime from /proc/PID/stat from the flood's
-//     start until the daemon has gone quiet (it has then handled all it
-//     was given); peak RSS is VmHWM. A sequence opened the door when its
+//     full. CPU is the threads' time on a CPU as the scheduler counts it
+//     (/proc/PID/task/*/schedstat; utime+stime are 4 ms samples here)
+//     from the flood's start until the daemon has gone quiet (it has
+//     then handled all it was given); peak RSS is VmHWM. A sequence opened the door when its
 //     start command ran.
 //   - Latency: a UDP datagram to a one-knock door, sent from the client
 //     namespace through its IP stack; the start command is the shell
@@ -54,7 +55,8 @@
 //     just before the send to the line's arrival, both on this machine's
 //     monotonic clock: it includes the trip through the veth (a few
 //     microseconds) and the shell's start, not the start of a date
-//     binary.
+//     binary. The same command started by this program alone, with no
+//     daemon, is timed first: the floor no daemon can go under.
 //   - Idle: CPU time (the sum of /proc/PID/task/*/schedstat) and wake-ups
 //     (the sum of voluntary and involuntary context switches of every
 //     thread) over the idle period, with no traffic at all.

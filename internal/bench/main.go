@@ -138,6 +138,10 @@ func run(ctx context.Context, o options) (err error) {
 	if r.baseline, err = baseline(ctx, o, l); err != nil {
 		return fmt.Errorf("generator baseline: %w", err)
 	}
+	logf("timing %d starts of the latency door's start command alone", o.latency)
+	if r.shell, err = shellFloor(ctx, e, o.latency, o.latencyGap); err != nil {
+		return fmt.Errorf("timing the shell alone: %w", err)
+	}
 	for _, d := range []struct{ name, bin string }{{"knockd", o.knockd}, {"ours", o.ours}} {
 		if o.only != "" && o.only != d.name {
 			continue

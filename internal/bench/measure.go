@@ -5,6 +5,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"net/netip"
 	"os"
@@ -349,6 +350,34 @@ func newPlan(o options, l *lab) floodPlan {
 		p.cpu = 0
 	}
 	return p
+}
+
+// shellFloor times what every opening costs whatever the daemon: a Go
+// program (this one) starting the latency door's start command, /bin/sh
+// -c echo into the FIFO, and the line's arrival. n runs, sorted.
+func shellFloor(ctx context.Context, e *env, n int, gap time.Duration) ([]time.Duration, error) {
+	var d []time.Duration
+	for range n {
+		e.fifo.drain()
+		t := time.Now()
+		cmd := exec.CommandContext(ctx, "/bin/sh", "-c", "echo floor > "+e.fifo.f.Name())
+		if err := cmd.Start(); err != nil {
+			return nil, err
+		}
+		at, ok := e.fifo.wait(ctx, 2*time.Second)
+		if err := cmd.Wait(); err != nil {
+			return nil, err
+		}
+		if !ok {
+			return nil, errors.New("the shell's line never came")
+		}
+		d = append(d, at.Sub(t))
+		if err := sleep(ctx, gap); err != nil {
+			return nil, err
+		}
+	}
+	slices.Sort(d)
+	return d, nil
 }
 
 // baseline floods the server with no daemon running: the generator's top

@@ -4,8 +4,6 @@ package main
 
 import (
 	"bufio"
-	"bytes"
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -20,41 +18,24 @@ import (
 // file descriptors, so that knockd and ours are measured the same way and
 // neither needs a debug mode.
 
-// clockTick is the unit of utime and stime in /proc/PID/stat. Linux has
-// used USER_HZ = 100 on every architecture for decades.
-const clockTick = 10 * time.Millisecond
-
-// cpuTime returns the CPU time the process has used, user and system,
-// from /proc/PID/stat. It includes threads that have exited, not
-// children. Resolution: 10 ms.
+// cpuTime returns the time the process's threads have spent on a CPU,
+// from the scheduler's own count (/proc/PID/task/*/schedstat, in
+// nanoseconds). utime and stime in /proc/PID/stat are not used: on a
+// kernel with tick-based accounting they charge whole 4 ms ticks to
+// whatever runs when the tick comes, softirq work of other processes
+// included, which is no measure of a daemon that runs for microseconds
+// at a time. Threads that have exited are not counted; neither daemon's
+// threads exit.
 func cpuTime(pid int) (time.Duration, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return 0, err
-	}
-	// The command name, field 2, is in parentheses and may hold spaces.
-	i := bytes.LastIndexByte(b, ')')
-	if i < 0 {
-		return 0, fmt.Errorf("/proc/%d/stat: no command name", pid)
-	}
-	f := strings.Fields(string(b[i+1:]))
-	// f[0] is field 3 (state): utime is field 14, stime field 15.
-	if len(f) < 13 {
-		return 0, fmt.Errorf("/proc/%d/stat: %d fields", pid, len(f))
-	}
-	ut, err1 := strconv.ParseUint(f[11], 10, 64)
-	st, err2 := strconv.ParseUint(f[12], 10, 64)
-	if err := errors.Join(err1, err2); err != nil {
-		return 0, fmt.Errorf("/proc/%d/stat: %w", pid, err)
-	}
-	return time.Duration(ut+st) * clockTick, nil
+	s, err := readThreadStats(pid)
+	return s.run, err
 }
 
 // threadStats are counters summed over a process's live threads.
 type threadStats struct {
 	threads int
 	// run is the time spent on a CPU (/proc/PID/task/TID/schedstat, in
-	// nanoseconds, so much finer than cpuTime).
+	// nanoseconds, the unit of cpuTime).
 	run time.Duration
 	// switches counts voluntary and involuntary context switches: each
 	// one is a time a thread went to sleep or was put off the CPU, so
