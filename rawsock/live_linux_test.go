@@ -385,6 +385,14 @@ func TestLiveAllInterfaces(t *testing.T) {
 		withRing(t, 0)
 		testLiveAllInterfaces(t)
 	})
+	t.Run("ring not mapped", func(t *testing.T) {
+		// A ring the kernel set up but that could not be mapped is
+		// taken off again, so that recvfrom(2) sees the packets.
+		old := mmap
+		mmap = func(int, int64, int, int, int) ([]byte, error) { return nil, unix.ENOMEM }
+		t.Cleanup(func() { mmap = old })
+		testLiveAllInterfaces(t)
+	})
 }
 
 // withRing sets the ring size of the sockets the test opens.
@@ -895,4 +903,80 @@ func TestLiveRingWraps(t *testing.T) {
 	t.Run("reader held up", func(t *testing.T) { burst(t, true) })
 	// The ring still delivers afterwards.
 	r.mark(t, e.udp, e.host4)
+}
+
+// TestLiveClosedDuringFlood stops watching an interface while a flood
+// keeps its socket's ring full: the closed socket must stop delivering
+// at once, not when the flood ends.
+func TestLiveClosedDuringFlood(t *testing.T) {
+	e := newLiveEnv(t)
+	e.createVeth()
+	r := startSource(t, liveSpec([]string{e.host, "lo"}))
+	r.mark(t, e.udp, e.host4)
+
+	// A bounded flood: at most 300,000 datagrams or 3 s. An unconnected
+	// socket, so that the host's port unreachable replies do not turn
+	// writes into errors.
+	stop := make(chan struct{})
+	var sent atomic.Int64
+	flooding := make(chan error, 1)
+	go func() {
+		flooding <- inNS(e.ns, func() error {
+			c, err := net.ListenPacket("udp4", "")
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			dst := net.UDPAddrFromAddrPort(netip.AddrPortFrom(e.host4, portUDP))
+			end := time.Now().Add(3 * time.Second)
+			for i := 0; i < 300_000 && time.Now().Before(end); i++ {
+				select {
+				case <-stop:
+					return nil
+				default:
+				}
+				if _, err := c.WriteTo([]byte("x"), dst); err == nil {
+					sent.Add(1)
+				}
+			}
+			return nil
+		})
+	}()
+	defer func() {
+		close(stop)
+		if err := <-flooding; err != nil {
+			t.Error(err)
+		}
+	}()
+	// Let the flood fill the batches on their way and the ring while
+	// nothing is read: the kernel drops packets once the ring is full,
+	// and the reader then waits to hand a batch over.
+	for end := time.Now().Add(3 * time.Second); r.src.Stats().Dropped == 0; time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(end) {
+			t.Skipf("the ring did not fill in 3 s (%d datagrams sent)", sent.Load())
+		}
+	}
+	if err := r.src.Update(liveSpec([]string{"lo"})); err != nil {
+		t.Fatal(err)
+	}
+	// What was handed over before the close may still come: at most
+	// the run's batches (16 × 256) and what the test holds. Then
+	// nothing more from the veth.
+	const handedOver = 16*256 + 2*100
+	var fromPeer int
+	deadline := time.After(time.Second)
+	for done := false; !done; {
+		select {
+		case ev := <-r.events:
+			if ev.Src == e.peer4 {
+				fromPeer++
+			}
+		case <-deadline:
+			done = true
+		}
+	}
+	t.Logf("%d events from the closed socket after Update; %d datagrams sent by then", fromPeer, sent.Load())
+	if fromPeer > handedOver {
+		t.Errorf("%d events from the veth after it stopped being watched, want at most %d", fromPeer, handedOver)
+	}
 }

@@ -300,6 +300,11 @@ func (s *Source) startReadersLocked() {
 			if err := s.read(r, k); err != nil {
 				r.fail(err)
 			}
+			// A socket replaced during the run (an interface that
+			// came back) must not stay here for the rest of it.
+			s.sys.mu.Lock()
+			delete(r.readers, k)
+			s.sys.mu.Unlock()
 		}()
 	}
 }
@@ -354,7 +359,7 @@ func (s *Source) read(r *runState, k *sock) error {
 		var ok bool
 		var err error
 		if k.ring != nil {
-			ok = drainRing(k.ring, &bt)
+			ok = drainRing(k, &bt)
 		} else {
 			ok, err = drainQueue(k, &bt)
 		}
@@ -370,14 +375,19 @@ func (s *Source) read(r *runState, k *sock) error {
 	}
 }
 
-// drainRing reads every packet in the ring. It hands over what it read
-// at least every batchSize packets, so that a flood of packets that are
-// no knock still lets the run end and the counters move. It returns false
-// when the run has ended.
-func drainRing(rg *ring, bt *batcher) bool {
+// drainRing reads every packet in the ring, until the socket is closed.
+// It hands over what it read at least every batchSize packets, so that a
+// flood of packets that are no knock still lets the run end and the
+// counters move. It returns false when the run has ended or the socket
+// is closed.
+func drainRing(k *sock, bt *batcher) bool {
+	rg := k.ring
 	for n := 1; rg.ready(); n++ {
-		b, pkttype, proto := rg.next()
-		ok := bt.add(b, pkttype, proto)
+		if k.gone.Load() {
+			return false
+		}
+		b, pkttype, proto, at := rg.next()
+		ok := bt.add(b, pkttype, proto, at)
 		rg.release()
 		if !ok || n%batchSize == 0 && !bt.flush() {
 			return false
@@ -390,12 +400,15 @@ func drainRing(rg *ring, bt *batcher) bool {
 // It also returns the socket's error, if reading met one.
 func drainQueue(k *sock, bt *batcher) (bool, error) {
 	for n := 1; ; n++ {
+		if k.gone.Load() {
+			return false, nil
+		}
 		ok, err := k.recv()
 		if err != nil || !ok {
 			return true, err
 		}
 		b, pkttype, proto := k.packet()
-		if !bt.add(b, pkttype, proto) || n%batchSize == 0 && !bt.flush() {
+		if !bt.add(b, pkttype, proto, 0) || n%batchSize == 0 && !bt.flush() {
 			return false, nil
 		}
 	}
@@ -403,6 +416,11 @@ func drainQueue(k *sock, bt *batcher) (bool, error) {
 
 // batchSize is the most events a reader hands over at once.
 const batchSize = 256
+
+// maxAge bounds how long ago an event may be dated, by the kernel's
+// timestamp, before the batch it is read in: the ring holds well under a
+// second of a flood, so more is a wall clock step, not a wait.
+const maxAge = time.Second
 
 // minWakeGap is the shortest time between two wake-ups of a reader. A
 // packet that comes after a quiet spell is read at once; packets that
@@ -423,17 +441,20 @@ type batcher struct {
 	r      *runState
 	b      *capture.Batch
 	now    time.Time
+	nowNs  int64 // now as wall-clock nanoseconds
 	tables *tables
 	view   *netView
 	seen   int // packets since now, tables and view were read
 	counts [3]uint64
 }
 
-// add judges one packet and keeps its event. It returns false when the
-// run has ended.
-func (bt *batcher) add(b []byte, pkttype uint8, proto uint16) bool {
+// add judges one packet and keeps its event. at is when the kernel
+// received the packet (wall clock, nanoseconds since 1970), 0 if unknown.
+// It returns false when the run has ended.
+func (bt *batcher) add(b []byte, pkttype uint8, proto uint16, at int64) bool {
 	if bt.seen == 0 {
 		bt.now = time.Now()
+		bt.nowNs = bt.now.UnixNano()
 		bt.tables, bt.view = bt.s.tables.Load(), bt.s.view.Load()
 	}
 	if bt.seen++; bt.seen == batchSize {
@@ -450,6 +471,17 @@ func (bt *batcher) add(b []byte, pkttype uint8, proto uint16) bool {
 		}
 	}
 	ev.Time = bt.now
+	if at != 0 {
+		// A packet that waited in the ring (the matcher was slow to
+		// take its batches) keeps the time it arrived, so that
+		// Seq_Timeout counts from there. The kernel's clock is the
+		// wall clock: only its distance to now is used, bounded, so
+		// that the event keeps the monotonic clock reading of now and
+		// a wall clock step changes nothing.
+		if age := bt.nowNs - at; age > 0 {
+			ev.Time = bt.now.Add(-time.Duration(min(age, int64(maxAge))))
+		}
+	}
 	bt.b.Events = append(bt.b.Events, ev)
 	if len(bt.b.Events) == cap(bt.b.Events) {
 		return bt.flush()

@@ -3,6 +3,7 @@
 package rawsock
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"sync/atomic"
@@ -33,10 +34,13 @@ const (
 )
 
 // ringBytes is the size of a socket's ring: 32,768 frames, about 27 ms
-// of a 1.2 million packets/s flood while the reader is off the CPU.
-// Memory is only resident once a flood has filled it. Zero (tests) uses
-// recvfrom(2) instead.
+// of a 1.2 million packets/s flood while the reader is off the CPU. The
+// kernel allocates it when the ring is set up: 8 MiB of kernel memory per
+// socket. Zero (tests) uses recvfrom(2) instead.
 var ringBytes = 8 << 20
+
+// mmap maps the ring; a variable so that a test can make it fail.
+var mmap = unix.Mmap
 
 // ring is a mapped receive ring. Only the socket's reader touches the
 // frames.
@@ -45,6 +49,10 @@ type ring struct {
 	frames int
 	head   int // the next frame to read
 }
+
+// errRingStuck marks a ring that could neither be mapped nor taken off:
+// the socket is then of no use.
+var errRingStuck = errors.New("the ring could not be taken off the socket")
 
 // setupRing switches the socket to TPACKET_V2 and maps a ring of size
 // bytes.
@@ -65,8 +73,14 @@ func setupRing(fd, size int) (*ring, error) {
 	if err := unix.SetsockoptTpacketReq(fd, unix.SOL_PACKET, unix.PACKET_RX_RING, &req); err != nil {
 		return nil, os.NewSyscallError("setsockopt PACKET_RX_RING", err)
 	}
-	mem, err := unix.Mmap(fd, 0, size, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
+	mem, err := mmap(fd, 0, size, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
 	if err != nil {
+		// Take the ring off, or the kernel would keep filling it and
+		// recvfrom(2) would never see a packet.
+		off := unix.TpacketReq{}
+		if err2 := unix.SetsockoptTpacketReq(fd, unix.SOL_PACKET, unix.PACKET_RX_RING, &off); err2 != nil {
+			return nil, errors.Join(os.NewSyscallError("mmap", err), os.NewSyscallError("setsockopt PACKET_RX_RING", err2), errRingStuck)
+		}
 		return nil, os.NewSyscallError("mmap", err)
 	}
 	return &ring{mem: mem, frames: size / ringFrameSize}, nil
@@ -81,10 +95,11 @@ func (r *ring) ready() bool {
 	return atomic.LoadUint32(&r.hdr(r.head).Status)&unix.TP_STATUS_USER != 0
 }
 
-// next returns the packet in the next frame, its packet type and its
-// protocol (host order). Call it only after ready, and release the frame
-// when done with the bytes.
-func (r *ring) next() ([]byte, uint8, uint16) {
+// next returns the packet in the next frame, its packet type, its
+// protocol (host order) and when the kernel received it (wall clock,
+// nanoseconds since 1970). Call it only after ready, and release the
+// frame when done with the bytes.
+func (r *ring) next() ([]byte, uint8, uint16, int64) {
 	off := r.head * ringFrameSize
 	h := r.hdr(r.head)
 	sll := (*unix.RawSockaddrLinklayer)(unsafe.Pointer(&r.mem[off+sllOff]))
@@ -94,7 +109,8 @@ func (r *ring) next() ([]byte, uint8, uint16) {
 		start = ringFrameSize
 	}
 	end = min(max(end, start), ringFrameSize)
-	return r.mem[off+start : off+end], sll.Pkttype, ntohs(sll.Protocol)
+	at := int64(h.Sec)*1e9 + int64(h.Nsec)
+	return r.mem[off+start : off+end], sll.Pkttype, ntohs(sll.Protocol), at
 }
 
 // release hands the next frame back to the kernel and moves on.

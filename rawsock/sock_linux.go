@@ -93,6 +93,9 @@ func openSock(key sockKey, index int32, prog []bpf.RawInstruction) (*sock, error
 	}
 	if ringBytes > 0 {
 		k.ring, k.ringErr = setupRing(fd, ringBytes)
+		if errors.Is(k.ringErr, errRingStuck) {
+			return fail(k.ringErr)
+		}
 	}
 	if k.ring == nil {
 		// A kernel without rings (or a sandbox that refuses them)
@@ -174,10 +177,8 @@ func (k *sock) wait() error {
 
 // wake makes the socket's reader, if it waits, return from wait.
 func (k *sock) wake() {
-	b := [8]byte{7: 1}
-	if binary.NativeEndian.Uint64(b[:]) != 1 {
-		b = [8]byte{0: 1}
-	}
+	var b [8]byte
+	binary.NativeEndian.PutUint64(b[:], 1)
 	unix.Write(k.wakefd, b[:])
 }
 
