@@ -11,6 +11,27 @@ import (
 	"github.com/knock-go/knock/config"
 )
 
+// inProgress returns a matcher with n sources each at stage 1 of one
+// door, the sources, and an event that repeats their knock.
+func inProgress(b *testing.B, n int) (*Matcher, []netip.Addr, capture.Event) {
+	d := mkDoor("d", "7000,8000,9000", 3600)
+	m := New([]*config.Door{d}, Options{MaxAttempts: n})
+	srcs := make([]netip.Addr, n)
+	for i := range srcs {
+		srcs[i] = netip.AddrFrom4([4]byte{198, 18 + byte(i>>16), byte(i >> 8), byte(i)})
+	}
+	ev := capture.Event{Time: t0, Dst: netip.MustParseAddr("203.0.113.1"), Port: 7000, Proto: config.TCP, Flags: config.SYN}
+	var out []Action
+	for _, s := range srcs {
+		ev.Src = s
+		out = m.Handle(ev, out[:0])
+	}
+	if m.Stats().InProgress != n {
+		b.Fatalf("%d in progress, want %d", m.Stats().InProgress, n)
+	}
+	return m, srcs, ev
+}
+
 // BenchmarkHandle measures events per second with n sources holding an
 // attempt in progress. Each event is a knock from one of them that keeps
 // its attempt going (a repeat of its last knock), so the state stays at
@@ -18,21 +39,8 @@ import (
 func BenchmarkHandle(b *testing.B) {
 	for _, n := range []int{1, 10_000, 1_000_000} {
 		b.Run(fmt.Sprintf("sources=%d", n), func(b *testing.B) {
-			d := mkDoor("d", "7000,8000,9000", 3600)
-			m := New([]*config.Door{d}, Options{MaxAttempts: n})
-			srcs := make([]netip.Addr, n)
-			for i := range srcs {
-				srcs[i] = netip.AddrFrom4([4]byte{198, 18 + byte(i>>16), byte(i >> 8), byte(i)})
-			}
-			ev := capture.Event{Time: t0, Dst: netip.MustParseAddr("203.0.113.1"), Port: 7000, Proto: config.TCP, Flags: config.SYN}
+			m, srcs, ev := inProgress(b, n)
 			var out []Action
-			for _, s := range srcs {
-				ev.Src = s
-				out = m.Handle(ev, out[:0])
-			}
-			if m.Stats().InProgress != n {
-				b.Fatalf("%d in progress, want %d", m.Stats().InProgress, n)
-			}
 			b.ReportAllocs()
 			b.ResetTimer()
 			for i := 0; i < b.N; i++ {
@@ -54,21 +62,8 @@ const benchBatch = 256
 func BenchmarkHandleBatch(b *testing.B) {
 	for _, n := range []int{1, 10_000, 1_000_000} {
 		b.Run(fmt.Sprintf("sources=%d", n), func(b *testing.B) {
-			d := mkDoor("d", "7000,8000,9000", 3600)
-			m := New([]*config.Door{d}, Options{MaxAttempts: n})
-			srcs := make([]netip.Addr, n)
-			for i := range srcs {
-				srcs[i] = netip.AddrFrom4([4]byte{198, 18 + byte(i>>16), byte(i >> 8), byte(i)})
-			}
-			ev := capture.Event{Time: t0, Dst: netip.MustParseAddr("203.0.113.1"), Port: 7000, Proto: config.TCP, Flags: config.SYN}
+			m, srcs, ev := inProgress(b, n)
 			var out []Action
-			for _, s := range srcs {
-				ev.Src = s
-				out = m.Handle(ev, out[:0])
-			}
-			if m.Stats().InProgress != n {
-				b.Fatalf("%d in progress, want %d", m.Stats().InProgress, n)
-			}
 			batch := make([]capture.Event, benchBatch)
 			for j := range batch {
 				batch[j] = ev
