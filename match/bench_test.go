@@ -63,28 +63,37 @@ func BenchmarkHandleBatch(b *testing.B) {
 	for _, n := range []int{1, 10_000, 1_000_000} {
 		b.Run(fmt.Sprintf("sources=%d", n), func(b *testing.B) {
 			m, srcs, ev := inProgress(b, n)
-			var out []Action
-			batch := make([]capture.Event, benchBatch)
-			for j := range batch {
-				batch[j] = ev
-			}
-			// Let the garbage of the set-up go before timing.
-			runtime.GC()
-			b.ReportAllocs()
-			b.ResetTimer()
-			for i := 0; i < b.N; {
-				// Fill the batch in place, as a capture source does.
-				k := min(benchBatch, b.N-i)
-				for j := range batch[:k] {
-					batch[j].Src = srcs[(i+j)%n]
-					batch[j].Time = t0.Add(time.Duration(i + j))
+			handleInBatches(b, m, ev, func(batch []capture.Event, first int) {
+				for j := range batch {
+					batch[j].Src = srcs[(first+j)%n]
+					batch[j].Time = t0.Add(time.Duration(first + j))
 				}
-				out = m.HandleBatch(batch[:k], out[:0])
-				i += k
-			}
-			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "events/s")
+			})
 		})
 	}
+}
+
+// handleInBatches times b.N events handed to m in batches of benchBatch,
+// as the loop gets them from a capture source: copies of ev, which fill
+// sets in place for the events numbered from first on. One op is one
+// event.
+func handleInBatches(b *testing.B, m *Matcher, ev capture.Event, fill func(batch []capture.Event, first int)) {
+	batch := make([]capture.Event, benchBatch)
+	for j := range batch {
+		batch[j] = ev
+	}
+	var out []Action
+	// Let the garbage of the set-up go before timing.
+	runtime.GC()
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; {
+		k := min(benchBatch, b.N-i)
+		fill(batch[:k], i)
+		out = m.HandleBatch(batch[:k], out[:0])
+		i += k
+	}
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "events/s")
 }
 
 // BenchmarkFloodBatch is BenchmarkFlood with the events handed over in
@@ -95,10 +104,6 @@ func BenchmarkFloodBatch(b *testing.B) {
 	d := mkDoor("d", "7000,8000,9000", 3600)
 	m := New([]*config.Door{d}, Options{MaxAttempts: max})
 	ev := capture.Event{Time: t0, Dst: netip.MustParseAddr("203.0.113.1"), Port: 7000, Proto: config.TCP, Flags: config.SYN}
-	batch := make([]capture.Event, benchBatch)
-	for j := range batch {
-		batch[j] = ev
-	}
 	src := func(s int) netip.Addr {
 		return netip.AddrFrom4([4]byte{byte(s >> 24), byte(s >> 16), byte(s >> 8), byte(s)})
 	}
@@ -107,18 +112,11 @@ func BenchmarkFloodBatch(b *testing.B) {
 		ev.Src = src(i)
 		out = m.Handle(ev, out[:0])
 	}
-	runtime.GC()
-	b.ReportAllocs()
-	b.ResetTimer()
-	for i := 0; i < b.N; {
-		k := min(benchBatch, b.N-i)
-		for j := range batch[:k] {
-			batch[j].Src = src(max + i + j)
+	handleInBatches(b, m, ev, func(batch []capture.Event, first int) {
+		for j := range batch {
+			batch[j].Src = src(max + first + j)
 		}
-		out = m.HandleBatch(batch[:k], out[:0])
-		i += k
-	}
-	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "events/s")
+	})
 	if st := m.Stats(); st.Evicted != uint64(b.N) {
 		b.Fatalf("%d evicted, want %d", st.Evicted, b.N)
 	}
