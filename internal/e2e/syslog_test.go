@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -11,7 +10,8 @@ import (
 	"strings"
 	"syscall"
 	"testing"
-	"time"
+
+	"github.com/knock-go/knock/internal/klog/klogtest"
 )
 
 // syslogStamp is glibc's syslog(3) header as Debian's knockd 0.8 sends
@@ -43,42 +43,6 @@ func devLogCommand(t *testing.T, dir, sock string, argv ...string) *exec.Cmd {
 	cmd.SysProcAttr = &syscall.SysProcAttr{Unshareflags: syscall.CLONE_NEWNS}
 	cmd.Dir = dir
 	return cmd
-}
-
-// fakeDevLog binds a unix datagram socket, a system logger, at a short
-// path (a socket path has room for 107 bytes).
-func fakeDevLog(t *testing.T) (string, *net.UnixConn) {
-	t.Helper()
-	dir, err := os.MkdirTemp("", "kdlog")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	path := filepath.Join(dir, "log")
-	c, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: path, Net: "unixgram"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
-	return path, c
-}
-
-// datagramsUntil reads datagrams until one contains last.
-func datagramsUntil(t *testing.T, c *net.UnixConn, last string) []string {
-	t.Helper()
-	var got []string
-	buf := make([]byte, 65536)
-	c.SetReadDeadline(time.Now().Add(15 * time.Second))
-	for {
-		n, err := c.Read(buf)
-		if err != nil {
-			t.Fatalf("no datagram with %q: %v; got %q", last, err, got)
-		}
-		got = append(got, string(buf[:n]))
-		if strings.Contains(got[len(got)-1], last) {
-			return got
-		}
-	}
 }
 
 func requireDevLogLab(t *testing.T) {
@@ -119,15 +83,15 @@ func TestSyslogLikeDebian(t *testing.T) {
 	for i := range argv {
 		dir := t.TempDir()
 		writeFile(t, filepath.Join(dir, "knockd.conf"), conf)
-		sock, devlog := fakeDevLog(t)
-		d := launch(t, devLogCommand(t, dir, sock, argv[i]...), "listening on")
+		devlog := klogtest.NewSyslog(t)
+		d := launch(t, devLogCommand(t, dir, devlog.Path, argv[i]...), "listening on")
 		knock(t, knockBin, "-u", "127.0.0.1", fmt.Sprint(ports[0]), fmt.Sprint(ports[1]))
 		waitFile(t, filepath.Join(dir, "cmds"), "open 127.0.0.1")
 		d.waitLine("door: running command: ")
 		d.cmd.Process.Signal(syscall.SIGHUP)
 		d.waitLine("re-opening log file: knockd.log")
 		d.stop()
-		got[i] = datagramsUntil(t, devlog, " knockd: shutting down")
+		got[i] = devlog.Until(t, " knockd: shutting down")
 		for j, m := range got[i] {
 			if !syslogStamp.MatchString(m) {
 				t.Errorf("%s: datagram %q does not start with <29>, a time stamp like glibc's and knockd:", daemonNames[i], m)

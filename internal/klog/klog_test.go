@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/knock-go/knock/internal/klog/klogtest"
 )
 
 func TestLogFileFormatAndTargets(t *testing.T) {
@@ -124,49 +126,16 @@ func TestReloadSwitchesLogFile(t *testing.T) {
 	}
 }
 
-// fakeSyslog is a system logger: a unix datagram socket bound at a path.
-func fakeSyslog(t *testing.T, path string) *net.UnixConn {
-	t.Helper()
-	c, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: path, Net: "unixgram"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
-	return c
-}
-
-// next reads one datagram.
-func next(t *testing.T, c *net.UnixConn) string {
-	t.Helper()
-	buf := make([]byte, 65536)
-	c.SetReadDeadline(time.Now().Add(10 * time.Second))
-	n, err := c.Read(buf)
-	if err != nil {
-		t.Fatalf("no datagram: %v", err)
-	}
-	return string(buf[:n])
-}
-
-func socketPath(t *testing.T) string {
-	dir, err := os.MkdirTemp("", "klog") // short: a socket path has room for 107 bytes
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	return filepath.Join(dir, "log")
-}
-
 // The datagrams are those of glibc's syslog(3) in knockd 0.8 as Debian
 // builds it: priority 29 (daemon.notice), "Mmm dd hh:mm:ss" with the day
 // padded by a space, the tag "knockd:" with no pid, and no newline but
 // where knockd's own text has one.
 func TestSyslogDatagrams(t *testing.T) {
 	t.Parallel()
-	path := socketPath(t)
-	srv := fakeSyslog(t, path)
+	srv := klogtest.NewSyslog(t)
 	now := time.Date(2026, 3, 4, 5, 6, 7, 0, time.Local)
 	var errs bytes.Buffer
-	l := New(Options{Syslog: true, SyslogPath: path, Errors: &errs, Now: func() time.Time { return now }})
+	l := New(Options{Syslog: true, SyslogPath: srv.Path, Errors: &errs, Now: func() time.Time { return now }})
 	defer l.Close()
 	l.Log("198.18.0.2: openSSH: Stage 1")
 	now = time.Date(2026, 11, 14, 23, 59, 58, 0, time.Local)
@@ -183,7 +152,7 @@ func TestSyslogDatagrams(t *testing.T) {
 		"<29>Nov 14 23:59:58 knockd: 198.18.0.2: openSSH: sequence timeout (stage 2)\n",
 		"<29>Nov 14 23:59:58 knockd: openSSH: command returned non-zero status code (3)",
 	} {
-		if got := next(t, srv); got != want {
+		if got := srv.Next(t); got != want {
 			t.Errorf("datagram\n %q\nwant\n %q", got, want)
 		}
 	}
@@ -197,7 +166,8 @@ func TestSyslogDatagrams(t *testing.T) {
 // line when it is not there at all.
 func TestSyslogReconnects(t *testing.T) {
 	t.Parallel()
-	path := socketPath(t)
+	path := klogtest.NewSyslog(t).Path
+	os.Remove(path) // no system logger yet
 	var errs bytes.Buffer
 	l := New(Options{Syslog: true, SyslogPath: path, Errors: &errs})
 	defer l.Close()
@@ -205,17 +175,21 @@ func TestSyslogReconnects(t *testing.T) {
 		t.Errorf("stderr %q", errs.String())
 	}
 	l.Log("lost")
-	srv := fakeSyslog(t, path)
-	l.Log("first")
-	if got := next(t, srv); !strings.HasSuffix(got, " knockd: first") {
-		t.Errorf("datagram %q", got)
-	}
-	srv.Close()
-	os.Remove(path)
-	srv = fakeSyslog(t, path)
-	l.Log("second")
-	if got := next(t, srv); !strings.HasSuffix(got, " knockd: second") {
-		t.Errorf("datagram after the restart %q", got)
+	for _, msg := range []string{"first", "after a restart"} {
+		// The system logger starts (again): a new socket at the path.
+		srv, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: path, Net: "unixgram"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		l.Log("%s", msg)
+		buf := make([]byte, 4096)
+		srv.SetReadDeadline(time.Now().Add(15 * time.Second))
+		n, err := srv.Read(buf)
+		if got := string(buf[:n]); err != nil || !strings.HasSuffix(got, " knockd: "+msg) {
+			t.Errorf("datagram %q (%v), want one ending in %q", got, err, msg)
+		}
+		srv.Close()
+		os.Remove(path)
 	}
 }
 
@@ -223,7 +197,7 @@ func TestSyslogReconnects(t *testing.T) {
 // NUL byte, as glibc sends it.
 func TestSyslogStreamFallback(t *testing.T) {
 	t.Parallel()
-	path := socketPath(t)
+	path := klogtest.NewSyslog(t).Path + "-stream"
 	ln, err := net.Listen("unix", path)
 	if err != nil {
 		t.Fatal(err)
@@ -249,9 +223,8 @@ func TestSyslogStreamFallback(t *testing.T) {
 
 func TestReloadTurnsSyslogOnAndOff(t *testing.T) {
 	t.Parallel()
-	path := socketPath(t)
-	srv := fakeSyslog(t, path)
-	l := New(Options{SyslogPath: path})
+	srv := klogtest.NewSyslog(t)
+	l := New(Options{SyslogPath: srv.Path})
 	defer l.Close()
 	l.Log("not sent")
 	l.Reload("", true)
@@ -261,7 +234,7 @@ func TestReloadTurnsSyslogOnAndOff(t *testing.T) {
 	l.Reload("", true)
 	l.Log("sent again")
 	for _, want := range []string{"sent", "sent again"} {
-		if got := next(t, srv); !strings.HasSuffix(got, " knockd: "+want) {
+		if got := srv.Next(t); !strings.HasSuffix(got, " knockd: "+want) {
 			t.Errorf("datagram %q, want one ending in %q", got, want)
 		}
 	}
