@@ -380,8 +380,8 @@ func (d *daemon) reload(ctx context.Context) {
 	old := d.cfg
 	d.cfg = cfg
 	d.log.Reload(d.logFile(cfg), cfg.UseSyslog)
-	if iface := listening(iface); iface != listening(d.interfaceOf(old)) {
-		d.log.Log("re-reading config file: now listening on %s", iface)
+	if now := listening(iface); now != listening(d.interfaceOf(old)) {
+		d.log.Log("re-reading config file: now listening on %s", now)
 	}
 	d.flagWins("Interface", "-i", d.opts.Interface, old.Interface, cfg.Interface)
 	d.flagWins("LogFile", "-g", d.opts.LogFile, old.LogFile, cfg.LogFile)
@@ -389,8 +389,8 @@ func (d *daemon) reload(ctx context.Context) {
 		d.fixed("PidFile", d.opts.PidFile, old.PidFile, cfg.PidFile, config.DefaultPidFile)
 	}
 	d.fixed("StateDir", d.opts.StateDir, old.StateDir, cfg.StateDir, "the default state directory")
-	// MaxAttempts: taken up by the matcher on reload (match/, not here).
-	// MaxCommands: taken up by the command runner on reload (exec/, not here).
+	// [options] MaxAttempts: its reload comes with the match/ change (issue 10).
+	// [options] MaxCommands: its reload comes with the exec/ change (issue 10).
 	d.warnUnsupported(cfg.Doors)
 }
 
