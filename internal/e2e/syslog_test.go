@@ -55,6 +55,9 @@ func requireDevLogLab(t *testing.T) {
 			t.Skipf("%s is not installed (CI installs it): %v", tool, err)
 		}
 	}
+	if out, err := devLogCommand(t, t.TempDir(), klogtest.NewSyslog(t).Path, "true").CombinedOutput(); err != nil {
+		t.Skipf("cannot give a process a /dev/log of its own here (an overlay on /dev in a new mount namespace): %v: %s", err, out)
+	}
 }
 
 // Debian's knockd 0.8 and ours send the same syslog datagrams, byte for
