@@ -331,10 +331,7 @@ func (p floodPlan) template(srcMAC net.HardwareAddr) []byte {
 // template and its checksums.
 func fillFrame(f []byte, src uint32, dport, id, sport uint16, seq uint32) {
 	ip, tcp := f[14:34], f[34:54]
-	binary.BigEndian.PutUint16(ip[4:], id)
-	binary.BigEndian.PutUint32(ip[12:], src)
-	ip[10], ip[11] = 0, 0
-	binary.BigEndian.PutUint16(ip[10:], ^fold(sum16(ip, 0)))
+	fillIP4(ip, src, id)
 	binary.BigEndian.PutUint16(tcp[0:], sport)
 	binary.BigEndian.PutUint16(tcp[2:], dport)
 	binary.BigEndian.PutUint32(tcp[4:], seq)
@@ -348,13 +345,19 @@ func fillFrame(f []byte, src uint32, dport, id, sport uint16, seq uint32) {
 // template and the IPv4 header's checksum. The UDP checksum stays 0 (none,
 // which IPv4 allows).
 func fillUDP(f []byte, src uint32, dport, id, sport uint16) {
-	ip, udp := f[14:34], f[34:]
+	udp := f[34:]
+	fillIP4(f[14:34], src, id)
+	binary.BigEndian.PutUint16(udp[0:], sport)
+	binary.BigEndian.PutUint16(udp[2:], dport)
+}
+
+// fillIP4 writes the source and identification of an IPv4 header, and
+// its checksum.
+func fillIP4(ip []byte, src uint32, id uint16) {
 	binary.BigEndian.PutUint16(ip[4:], id)
 	binary.BigEndian.PutUint32(ip[12:], src)
 	ip[10], ip[11] = 0, 0
 	binary.BigEndian.PutUint16(ip[10:], ^fold(sum16(ip, 0)))
-	binary.BigEndian.PutUint16(udp[0:], sport)
-	binary.BigEndian.PutUint16(udp[2:], dport)
 }
 
 // fillFrame6 writes the per-packet fields of an IPv6 SYN frame made from

@@ -325,12 +325,7 @@ func (r *report) secondRows(add func(measure, knockd, ours, ratio, target, met s
 
 	if o.storm > 0 {
 		st := func(f func(*stormResult) string) func(*result) string {
-			return func(x *result) string {
-				if x.storm == nil {
-					return ""
-				}
-				return f(x.storm)
-			}
+			return phase(func(x *result) *stormResult { return x.storm }, f)
 		}
 		k, u := both(st(func(s *stormResult) string {
 			return fmt.Sprintf("%s in %.2f s (%s/s)", num(s.gen.sent), s.gen.took.Seconds(), num(int(float64(s.gen.sent)/s.gen.took.Seconds())))
@@ -376,12 +371,7 @@ func (r *report) secondRows(add func(measure, knockd, ours, ratio, target, met s
 
 	if len(o.surviveGaps) > 0 {
 		sv := func(f func(*survivalResult) string) func(*result) string {
-			return func(x *result) string {
-				if x.survival == nil {
-					return ""
-				}
-				return f(x.survival)
-			}
+			return phase(func(x *result) *survivalResult { return x.survival }, f)
 		}
 		k, u := both(sv(func(s *survivalResult) string {
 			return fmt.Sprintf("%s in %.2f s (%s/s)", num(s.gen.sent), s.gen.took.Seconds(), num(int(s.rate())))
@@ -435,6 +425,17 @@ func (r *report) secondRows(add func(measure, knockd, ours, ratio, target, met s
 			}
 		}
 		add("Survival: peak RSS of the second run (VmHWM), MiB", k, u, "", "matcher ≤ 64 MiB", met)
+	}
+}
+
+// phase makes a cell of a phase's result, empty where the phase did not
+// run.
+func phase[T any](get func(*result) *T, f func(*T) string) func(*result) string {
+	return func(x *result) string {
+		if p := get(x); p != nil {
+			return f(p)
+		}
+		return ""
 	}
 }
 
