@@ -12,8 +12,7 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
-
-	"github.com/knock-go/knock/internal/knockcmd"
+	"github.com/urfave/cli/v2"
 )
 
 // ports returns a UDP port with a socket bound on 127.0.0.1, which
@@ -50,7 +49,11 @@ func expand(s string, udp, tcp int) []string {
 	return strings.Fields(s)
 }
 
-const versionText = "knock 0.8\nA Go rewrite of knock by Judd Vinet: https://github.com/knock-go/knock\n"
+// versionText is -V's text; a test binary records no commit.
+const versionText = "knock 0.8\nA Go rewrite of knock by Judd Vinet: https://github.com/knock-go/knock\ncommit: unknown\n"
+
+// usageOut is what knock prints for -h.
+var usageOut = usage(&cli.App{UsageText: usageText, Flags: new(flags).list()})
 
 func TestRun(t *testing.T) {
 	t.Parallel()
@@ -58,7 +61,7 @@ func TestRun(t *testing.T) {
 	tests := []struct {
 		args      string
 		code      int
-		stdout    string // "usage" means knockcmd.Usage
+		stdout    string // "usage" means usageOut
 		stderr    string
 		datagrams int
 	}{
@@ -114,7 +117,7 @@ func TestRun(t *testing.T) {
 		code := run(context.Background(), args, &stdout, &stderr)
 		wantOut := tt.stdout
 		if wantOut == "usage" {
-			wantOut = knockcmd.Usage
+			wantOut = usageOut
 		}
 		wantOut = strings.NewReplacer("{udp}", fmt.Sprint(udp), "{tcp}", fmt.Sprint(tcp)).Replace(wantOut)
 		wantErr := strings.NewReplacer("{udp}", fmt.Sprint(udp), "{tcp}", fmt.Sprint(tcp)).Replace(tt.stderr)
@@ -160,7 +163,7 @@ func TestCompatKnock08(t *testing.T) {
 	}
 	udp, datagrams, tcp := ports(t)
 	// knock 0.8's usage is ours without the --timeout lines.
-	usage08 := strings.Replace(knockcmd.Usage,
+	usage08 := strings.Replace(usageOut,
 		"      --timeout <t>    wait at most <t> milliseconds for each TCP knock\n"+
 			"                       (default 500; 0 sends the SYN and moves on at once)\n", "", 1)
 	for _, args := range []string{
@@ -199,7 +202,7 @@ func TestCompatKnock08(t *testing.T) {
 			t.Errorf("knock %s: exit status %d, knock 0.8 gives %d", args, code, wantCode)
 		}
 		gotOut := got[0].String()
-		if gotOut == knockcmd.Usage {
+		if gotOut == usageOut {
 			gotOut = usage08
 		}
 		if diff := cmp.Diff(want[0].String(), gotOut); diff != "" {

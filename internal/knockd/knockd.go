@@ -39,6 +39,7 @@ type Options struct {
 	Lookup     bool   // -l
 	Verbose    bool   // -v
 	IPv4Only   bool   // -4
+	Check      bool   // -t, --check: parse, print the doors, bind nothing
 
 	// Stdout and Stderr default to the process's.
 	Stdout, Stderr io.Writer
