@@ -121,6 +121,11 @@ func action(c *cli.Context) error {
 		IPv4Only:   c.Bool("only-ip-v4"),
 		Check:      c.Bool("check"),
 	}
+	if c.IsSet("config") && opts.ConfigPath == "" {
+		// knockd 0.8 fails to open "", where knockd.Run would read the
+		// default file: say so rather than start on another file.
+		return cli.Exit(`knockd: -c "": no configuration file named (give its path, or leave -c out for /etc/knockd.conf)`, 1)
+	}
 	if opts.Daemon && os.Getenv(childEnv) == "" {
 		if err := daemonize(); err != nil {
 			return cli.Exit("knockd: "+err.Error(), 1)

@@ -122,6 +122,10 @@ func TestRun(t *testing.T) {
 		{args: "--conf={c} --verb -Dl4t", code: 1, stderr: notFound},
 		{args: "--config {c} -ilo -p{c}.pid -g {c}.log --backend=listener --state-dir {c}.d", code: 1, stderr: notFound},
 		{args: "-c /nonexistent/x.conf --inter lo --conf {c}", code: 1, stderr: notFound},
+		// knockd 0.8 fails on an empty name; so does ours, rather than
+		// read /etc/knockd.conf.
+		{args: "-c {empty}", code: 1, stderr: "knockd: -c \"\": no configuration file named (give its path, or leave -c out for /etc/knockd.conf)\n"},
+		{args: "-c {c} --config= -v", code: 1, stderr: "knockd: -c \"\": no configuration file named (give its path, or leave -c out for /etc/knockd.conf)\n"},
 		// Operands are ignored, with a warning.
 		{args: "-c {c} stray", code: 1, stderr: "knockd: warning: ignoring argument \"stray\": knockd takes options only\n" + notFound},
 		{args: "a -c {c} -- -x", code: 1, stderr: "knockd: warning: ignoring argument \"a\": knockd takes options only\n" +
@@ -129,7 +133,13 @@ func TestRun(t *testing.T) {
 	}
 	for _, tt := range tests {
 		var stdout, stderr bytes.Buffer
-		args := append([]string{"knockd"}, strings.Fields(strings.ReplaceAll(tt.args, "{c}", missing))...)
+		args := []string{"knockd"}
+		for _, a := range strings.Fields(strings.ReplaceAll(tt.args, "{c}", missing)) {
+			if a == "{empty}" {
+				a = ""
+			}
+			args = append(args, a)
+		}
 		code := run(args, &stdout, &stderr)
 		if code != tt.code {
 			t.Errorf("knockd %s: exit status %d, want %d", tt.args, code, tt.code)
