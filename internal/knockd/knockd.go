@@ -39,6 +39,7 @@ type Options struct {
 	Lookup     bool   // -l
 	Verbose    bool   // -v
 	IPv4Only   bool   // -4
+	Check      bool   // -t, --check: parse, print the doors, bind nothing
 
 	// SyslogPath is the system logger's socket, for tests; empty means
 	// /dev/log.
