@@ -45,6 +45,7 @@ func run(args []string) int {
 			&cli.BoolFlag{Name: "verbose", Aliases: []string{"v"}, Usage: "be verbose"},
 			&cli.BoolFlag{Name: "only-ip-v4", Aliases: []string{"4"}, Usage: "capture IPv4 only"},
 			&cli.StringFlag{Name: "backend", Value: "auto", Usage: "capture backend: auto, raw (AF_PACKET, needs CAP_NET_RAW) or listener (bound sockets, no privileges)"},
+			&cli.BoolFlag{Name: "check", Aliases: []string{"t"}, Usage: "check the configuration: print each door and what the backend needs, bind nothing, exit 0, or 1 on errors"},
 			&cli.StringFlag{Name: "state-dir", Usage: "directory for pending stop commands (default: StateDir in the config, $STATE_DIRECTORY, /var/lib/knockd for root, else ~/.local/state/knockd)"},
 		},
 		Action: action,
@@ -79,8 +80,9 @@ func action(c *cli.Context) error {
 		Lookup:     c.Bool("lookup"),
 		Verbose:    c.Bool("verbose"),
 		IPv4Only:   c.Bool("only-ip-v4"),
+		Check:      c.Bool("check"),
 	}
-	if opts.Daemon && os.Getenv(childEnv) == "" {
+	if opts.Daemon && !opts.Check && os.Getenv(childEnv) == "" {
 		if err := daemonize(); err != nil {
 			return cli.Exit("knockd: "+err.Error(), 1)
 		}
