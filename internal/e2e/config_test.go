@@ -171,6 +171,21 @@ func TestCheck(t *testing.T) {
 			}
 		}
 	}
+	// Under strace: no socket of any kind, and no command, is made.
+	if strace, err := exec.LookPath("strace"); err != nil {
+		t.Log("strace is not installed: not tracing knockd -t's system calls")
+	} else {
+		trace := filepath.Join(dir, "trace")
+		out, err := exec.Command(strace, "-f", "-qq", "-o", trace, "-e", "trace=socket,bind,connect,execve",
+			knockdBin, "-t", "-c", conf, "--backend", "auto", "-i", "lo").CombinedOutput()
+		b, rerr := os.ReadFile(trace)
+		switch {
+		case err != nil || rerr != nil:
+			t.Logf("strace cannot trace here (%v, %v): %s", err, rerr, out)
+		case strings.Contains(string(b), "socket(") || strings.Count(string(b), "execve(") != 1:
+			t.Errorf("knockd -t made sockets or ran commands:\n%s", b)
+		}
+	}
 	for _, f := range []string{"log", "ran", "stopped", "state"} {
 		if _, err := os.Stat(filepath.Join(dir, f)); err == nil {
 			t.Errorf("%s exists after knockd -t", f)

@@ -20,9 +20,9 @@ import (
 
 // check is knockd --check: it reads the configuration, prints each door
 // and what the configured backend would need, and returns the
-// configuration error if there is one. It binds nothing, opens no log
-// file, capture or state, and runs no command, so that it can run beside
-// the daemon, before a swap or a reload.
+// configuration error if there is one. It binds nothing, opens no socket,
+// log file, capture or state, and runs no command, so that it can run
+// beside the daemon, before a swap or a reload.
 func check(opts Options) error {
 	out, errs := opts.Stdout, opts.Stderr
 	if out == nil {
@@ -223,7 +223,7 @@ func (c *checker) raw(has capState, ifaces []string, chosen bool) {
 		c.warn("the raw backend needs CAP_NET_RAW, which this process does not have: start-up would fail (setcap cap_net_raw+ep knockd, run as root, or use --backend listener)")
 	}
 	for _, name := range ifaces {
-		if ok, known := interfaceExists(name); known && !ok {
+		if ok, known := linkExists(name); known && !ok {
 			fmt.Fprintf(c.out, "  raw: interface %s does not exist: the raw backend waits for it (knockd 0.8 would exit)\n", name)
 		}
 	}
@@ -280,7 +280,7 @@ func (c *checker) listener(ifaces []string, chosen bool) {
 		}
 	}
 	for _, n := range ifaces {
-		if ok, known := interfaceExists(n); known && !ok {
+		if ok, known := linkExists(n); known && !ok {
 			warn("interface %s does not exist: start-up would fail", n)
 		}
 	}

@@ -1,6 +1,8 @@
 package knockd
 
 import (
+	"errors"
+	"io/fs"
 	"os"
 	"strconv"
 	"strings"
@@ -41,4 +43,23 @@ func unprivilegedPortStart() int {
 		return 1024
 	}
 	return n
+}
+
+// linkExists reports whether the network interface name exists, from
+// /sys/class/net, which shows the interfaces of the network namespace
+// sysfs was mounted in (that of the process, for a knockd started in its
+// namespace), without opening a socket; known is false when sysfs is not
+// there.
+func linkExists(name string) (ok, known bool) {
+	if _, err := os.Stat("/sys/class/net"); err != nil {
+		return false, false
+	}
+	if name == "" || name == "." || name == ".." || strings.Contains(name, "/") {
+		return false, true
+	}
+	_, err := os.Lstat("/sys/class/net/" + name)
+	if errors.Is(err, fs.ErrNotExist) {
+		return false, true
+	}
+	return err == nil, err == nil
 }

@@ -11,3 +11,6 @@ const (
 func hasCapability(int) capState { return capUnknown }
 
 func unprivilegedPortStart() int { return 1024 }
+
+// linkExists reports whether the network interface name exists.
+func linkExists(name string) (ok, known bool) { return interfaceExists(name) }
