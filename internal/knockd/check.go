@@ -88,10 +88,7 @@ func (c *checker) table(title string, rows [][2]string) {
 // interfaces returns -i or Interface, and the names it lists (none for
 // any).
 func (c *checker) interfaces() (string, []string) {
-	iface := c.opts.Interface
-	if iface == "" {
-		iface = c.cfg.Interface
-	}
+	iface := (&daemon{opts: c.opts}).interfaceOf(c.cfg)
 	if iface == "" || iface == "any" {
 		return "any", nil
 	}
@@ -109,7 +106,7 @@ func (c *checker) options() {
 	if c.cfg.UseSyslog {
 		syslog = "yes"
 	}
-	logFile := orDefault(c.opts.LogFile, c.cfg.LogFile)
+	logFile := (&daemon{opts: c.opts}).logFile(c.cfg)
 	pid := orDefault(orDefault(c.opts.PidFile, c.cfg.PidFile), config.DefaultPidFile) + " (written with -d)"
 	iface, _ := c.interfaces()
 	if iface == "any" {
