@@ -2,6 +2,7 @@ package config
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -150,7 +151,7 @@ func TestKnockd08MessagesAgainstDebian(t *testing.T) {
 	for i, tt := range knockd08Cases {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			conf := filepath.Join(dir, "case"+string(rune('a'+i%26))+strings.Repeat("x", i/26)+".conf")
+			conf := filepath.Join(dir, fmt.Sprintf("%02d.conf", i))
 			if err := os.WriteFile(conf, []byte(r.Replace(tt.conf)), 0o644); err != nil {
 				t.Fatal(err)
 			}
