@@ -126,7 +126,7 @@ func action(c *cli.Context) error {
 		// default file: say so rather than start on another file.
 		return cli.Exit(`knockd: -c "": no configuration file named (give its path, or leave -c out for /etc/knockd.conf)`, 1)
 	}
-	if opts.Daemon && os.Getenv(childEnv) == "" {
+	if opts.Daemon && !opts.Check && os.Getenv(childEnv) == "" {
 		if err := daemonize(); err != nil {
 			return cli.Exit("knockd: "+err.Error(), 1)
 		}

@@ -57,6 +57,9 @@ type Options struct {
 // Run runs the daemon until ctx ends. A bad configuration or a capture
 // that cannot start returns an error before anything runs.
 func Run(ctx context.Context, opts Options) (err error) {
+	if opts.Check {
+		return check(opts)
+	}
 	d, err := start(opts)
 	if err == nil && opts.Daemon {
 		// Before Ready, so that the pid file exists when "knockd -d"
@@ -148,6 +151,7 @@ func start(opts Options) (*daemon, error) {
 		return fail(err)
 	}
 	d.warnUnsupported(cfg.Doors)
+	d.warnMissingInterfaces(ifaces)
 	if n, err := d.runner.Recover(); err != nil {
 		d.log.Error("%v", err)
 	} else if n > 0 {
