@@ -43,9 +43,16 @@ type Options struct {
 	// DefaultMaxQueued. A start command beyond it is not run, and is
 	// logged and counted. Stop commands always run.
 	MaxQueued int
-	// StateDir holds one file per pending stop command. Empty means stop
-	// commands are kept in memory only.
+	// StateDir holds one file per pending stop command, and the lock
+	// that keeps a second Runner (another daemon) from using it at the
+	// same time. Empty means stop commands are kept in memory only.
 	StateDir string
+	// StateIfPresent makes StateDir optional: it is used only when it
+	// already exists and is usable (so that stop commands an earlier run
+	// left pending still run), and never created. It is for a
+	// configuration without stop commands, which needs no state and must
+	// start where no directory can be written.
+	StateIfPresent bool
 	// Stdout and Stderr receive the commands' output; nil discards it.
 	Stdout, Stderr io.Writer
 }
@@ -65,6 +72,9 @@ type Runner struct {
 	opts Options
 	sem  chan struct{}
 	wg   sync.WaitGroup
+
+	lock       *os.File // held on StateDir's lock file while the Runner lives
+	memoryOnly sync.Once
 
 	mu      sync.Mutex
 	pending map[*pending]struct{}
@@ -103,9 +113,10 @@ func started(data []byte) bool {
 	return ok && bytes.Contains(rest, []byte(startedMarker))
 }
 
-// New returns a Runner. With a StateDir it creates the directory and
-// checks that it can write there, so that a daemon that could not keep
-// its promises stops at start-up.
+// New returns a Runner. With a StateDir it creates the directory, checks
+// that it can write there and locks it, so that a daemon that could not
+// keep its promises, or would share its state with another, stops at
+// start-up.
 func New(opts Options) (*Runner, error) {
 	if opts.Shell == "" {
 		opts.Shell = "/bin/sh"
@@ -126,18 +137,38 @@ func New(opts Options) (*Runner, error) {
 		opts.Stderr = io.Discard
 	}
 	r := &Runner{opts: opts, sem: make(chan struct{}, opts.MaxRunning), pending: map[*pending]struct{}{}}
-	if opts.StateDir != "" {
-		if err := os.MkdirAll(opts.StateDir, 0o700); err != nil {
-			return nil, fmt.Errorf("exec: creating state directory: %w", err)
+	if opts.StateDir != "" && opts.StateIfPresent {
+		if fi, err := os.Stat(opts.StateDir); err != nil || !fi.IsDir() {
+			r.opts.StateDir = ""
 		}
-		probe, err := os.CreateTemp(opts.StateDir, ".probe-*")
-		if err != nil {
-			return nil, fmt.Errorf("exec: state directory %s is not writable: %w", opts.StateDir, err)
+	}
+	if r.opts.StateDir != "" {
+		if err := r.openState(); err != nil {
+			if !opts.StateIfPresent {
+				return nil, err
+			}
+			opts.Logf("warning: not using state directory %s, which no stop command needs: %v", opts.StateDir, err)
+			r.opts.StateDir = ""
 		}
-		probe.Close()
-		os.Remove(probe.Name())
 	}
 	return r, nil
+}
+
+// openState creates StateDir, checks that it can write there and takes
+// its lock.
+func (r *Runner) openState() error {
+	dir := r.opts.StateDir
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("exec: creating state directory: %w", err)
+	}
+	probe, err := os.CreateTemp(dir, ".probe-*")
+	if err != nil {
+		return fmt.Errorf("exec: state directory %s is not writable: %w", dir, err)
+	}
+	probe.Close()
+	os.Remove(probe.Name())
+	r.lock, err = lockState(dir)
+	return err
 }
 
 // Stats returns the runner's counters.
@@ -157,6 +188,12 @@ func (r *Runner) Open(d *config.Door, src netip.Addr, label string, now time.Tim
 	}
 	var p *pending
 	if stop != "" {
+		if r.opts.StateDir == "" && r.opts.StateIfPresent {
+			r.memoryOnly.Do(func() {
+				r.opts.Logf("warning: no state directory (the configuration had no stop command at start): " +
+					"stop commands are kept in memory only, and a crash would leave their openings; restart to keep them on disk")
+			})
+		}
 		p = &pending{rec: record{Door: d.Name, Label: label, Cmd: stop, Due: now.Add(d.CmdTimeout)},
 			startDone: make(chan struct{})}
 		if err := r.record(p); err != nil {
@@ -323,9 +360,21 @@ func (r *Runner) Close(ctx context.Context) error {
 	go func() { r.wg.Wait(); close(done) }()
 	select {
 	case <-done:
+		r.unlock()
 		return nil
 	case <-ctx.Done():
+		// The lock stays while commands still run on the state.
 		return fmt.Errorf("exec: commands still running at shutdown: %w", ctx.Err())
+	}
+}
+
+// unlock releases the state directory for the next instance.
+func (r *Runner) unlock() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.lock != nil {
+		r.lock.Close()
+		r.lock = nil
 	}
 }
 
@@ -434,7 +483,10 @@ func (r *Runner) recoverOne(p *pending) {
 	f, err := os.OpenFile(p.path, os.O_RDWR|os.O_APPEND, 0)
 	if err != nil {
 		unpend()
-		r.opts.Logf("cannot read pending stop command %s: %v", p.path, err)
+		if !errors.Is(err, os.ErrNotExist) {
+			r.opts.Logf("cannot read pending stop command %s: %v", p.path, err)
+		}
+		// A record already removed is one whose stop command ran.
 		return
 	}
 	// A stop command still running from the run that died holds the lock.

@@ -48,6 +48,18 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 	}
 }
 
+// records lists the files of a state directory other than its lock.
+func records(dir string) []string {
+	var names []string
+	ents, _ := os.ReadDir(dir)
+	for _, e := range ents {
+		if e.Name() != lockName {
+			names = append(names, e.Name())
+		}
+	}
+	return names
+}
+
 func readFile(t *testing.T, path string) string {
 	t.Helper()
 	b, err := os.ReadFile(path)
@@ -88,8 +100,8 @@ func TestStartThenStopAfterTimeout(t *testing.T) {
 	if diff := cmp.Diff(want, lb.get()); diff != "" {
 		t.Errorf("log (-want +got):\n%s", diff)
 	}
-	if ents, _ := os.ReadDir(filepath.Join(dir, "state")); len(ents) != 0 {
-		t.Errorf("state files left: %v", ents)
+	if left := records(filepath.Join(dir, "state")); len(left) != 0 {
+		t.Errorf("state files left: %v", left)
 	}
 }
 
@@ -242,8 +254,8 @@ func TestRecover(t *testing.T) {
 		t.Error("the stop that was not due yet ran early")
 	}
 	r2.Close(context.Background())
-	if ents, _ := os.ReadDir(state); len(ents) != 0 {
-		t.Errorf("state files left: %v", ents)
+	if left := records(state); len(left) != 0 {
+		t.Errorf("state files left: %v", left)
 	}
 }
 
@@ -328,5 +340,58 @@ func TestStopRunByAnotherProcessIsNotRunAgain(t *testing.T) {
 	r.Close(context.Background())
 	if got := readFile(t, out); got != "" {
 		t.Errorf("stop command ran again: %q", got)
+	}
+}
+
+// TestStateIsLockedPerInstance stands in for a second daemon started on
+// the state of a running one: it must refuse to start, naming the pid,
+// and never touch the first one's records.
+func TestStateIsLockedPerInstance(t *testing.T) {
+	t.Parallel()
+	state := filepath.Join(t.TempDir(), "state")
+	r1, err := New(Options{StateDir: state})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = New(Options{StateDir: state})
+	if err == nil || !strings.Contains(err.Error(), fmt.Sprintf("in use by another knockd (pid %d)", os.Getpid())) ||
+		!strings.Contains(err.Error(), "--state-dir or StateDir") {
+		t.Fatalf("second runner on the same state: err = %v", err)
+	}
+	if err := r1.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	r2, err := New(Options{StateDir: state})
+	if err != nil {
+		t.Fatalf("after the first closed: %v", err)
+	}
+	r2.Close(context.Background())
+}
+
+// TestStateIfPresent: without stop commands no state directory is made,
+// and one that cannot be used is not an error.
+func TestStateIfPresent(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	state := filepath.Join(dir, "a", "state")
+	r, err := New(Options{StateDir: state, StateIfPresent: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.Close(context.Background())
+	if _, err := os.Stat(filepath.Join(dir, "a")); !os.IsNotExist(err) {
+		t.Errorf("state directory created: %v", err)
+	}
+	// In use by another: a warning, not a failure.
+	r1, _ := New(Options{StateDir: dir})
+	defer r1.Close(context.Background())
+	lb := &logbook{}
+	r2, err := New(Options{StateDir: dir, StateIfPresent: true, Logf: lb.logf})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r2.Close(context.Background())
+	if l := lb.get(); len(l) != 1 || !strings.Contains(l[0], "warning: not using state directory") {
+		t.Errorf("log %q", l)
 	}
 }
