@@ -139,6 +139,7 @@ func start(opts Options) (*daemon, error) {
 	d.runner, err = exec.New(exec.Options{
 		Logf:           d.log.Log,
 		MaxRunning:     cfg.MaxCommands,
+		CommandLimit:   cfg.CommandLimit,
 		StateDir:       stateDir,
 		StateIfPresent: !needState,
 		Stdout:         opts.Stdout,
@@ -414,6 +415,7 @@ func (d *daemon) reload(ctx context.Context) {
 		return
 	}
 	d.cfg = cfg
+	d.runner.SetMaxRunning(cfg.MaxCommands)
 	d.warnUnsupported(cfg.Doors)
 }
 
