@@ -222,19 +222,22 @@ func New(opts Options) (*Runner, error) {
 	return r, nil
 }
 
+// stateAdvice says how to give the daemon a state directory.
+const stateAdvice = "set StateDir in [options], --state-dir, or StateDirectory= in the systemd unit, to a directory this user owns and can write"
+
 // openState creates StateDir, checks that it is this user's alone and
 // writable, and takes its lock.
 func (r *Runner) openState() error {
 	dir := r.opts.StateDir
 	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return fmt.Errorf("exec: creating state directory: %w", err)
+		return fmt.Errorf("exec: creating state directory: %w (%s)", err, stateAdvice)
 	}
 	if err := checkStateDir(dir); err != nil {
 		return err
 	}
 	probe, err := os.CreateTemp(dir, ".probe-*")
 	if err != nil {
-		return fmt.Errorf("exec: state directory %s is not writable: %w", dir, err)
+		return fmt.Errorf("exec: state directory %s is not writable: %w (%s)", dir, err, stateAdvice)
 	}
 	probe.Close()
 	os.Remove(probe.Name())

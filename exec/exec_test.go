@@ -2,7 +2,6 @@ package exec
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"net/netip"
 	"os"
@@ -239,10 +238,7 @@ func TestRecover(t *testing.T) {
 		"1-1-1.stop": {Door: "overdue", Label: "198.51.100.7", Cmd: "echo overdue >> " + out, Due: now.Add(-time.Hour)},
 		"1-1-2.stop": {Door: "later", Label: "198.51.100.8", Cmd: "echo later >> " + out, Due: now.Add(400 * time.Millisecond)},
 	} {
-		b, _ := json.Marshal(rec)
-		if err := os.WriteFile(filepath.Join(state, name), append(b, '\n'), 0o600); err != nil {
-			t.Fatal(err)
-		}
+		writeRecord(t, filepath.Join(state, name), rec)
 	}
 	os.WriteFile(filepath.Join(state, "1-1-3.stop.tmp"), []byte("{"), 0o600)
 
@@ -320,11 +316,8 @@ func TestStopRunByAnotherProcessIsNotRunAgain(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
 	out := filepath.Join(dir, "out")
-	rec, _ := json.Marshal(record{Door: "d", Label: "x", Cmd: "echo again >> " + out, Due: time.Now().Add(300 * time.Millisecond)})
 	path := filepath.Join(dir, "1-1-1.stop")
-	if err := os.WriteFile(path, append(rec, '\n'), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	writeRecord(t, path, record{Door: "d", Label: "x", Cmd: "echo again >> " + out, Due: time.Now().Add(300 * time.Millisecond)})
 	r, _ := New(Options{StateDir: dir})
 	if n, err := r.Recover(); n != 1 || err != nil {
 		t.Fatalf("Recover = %d, %v", n, err)

@@ -146,3 +146,31 @@ func TestUnprivilegedWithoutStateDirectory(t *testing.T) {
 		})
 	}
 }
+
+// TestUnprivilegedStopCommandNeedsStateDirectory: with a stop command
+// and nowhere to keep it, start-up stops and says how to give one.
+func TestUnprivilegedStopCommandNeedsStateDirectory(t *testing.T) {
+	t.Parallel()
+	if os.Geteuid() != 0 {
+		t.Skip("not root: cannot run the daemon as another user")
+	}
+	if _, err := user.LookupId("65534"); err != nil {
+		t.Skip("no user 65534 to run as")
+	}
+	for _, home := range []string{"HOME=/root", ""} {
+		dir := sharedTempDir(t)
+		p := freePorts(t, 1)
+		conf := filepath.Join(dir, "knockd.conf")
+		writeFile(t, conf, fmt.Sprintf("[d]\n\tsequence = %d:udp\n\tcommand = true\n\tstop_command = true\n", p[0]))
+		cmd := exec.Command(knockdBin, "-c", conf, "--backend", "listener", "-i", "lo")
+		cmd.Env = []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin"}
+		if home != "" {
+			cmd.Env = append(cmd.Env, home)
+		}
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+		out, err := cmd.CombinedOutput()
+		if err == nil || !strings.Contains(string(out), "StateDir in [options], --state-dir, or StateDirectory=") {
+			t.Errorf("%q: err %v, output:\n%s", home, err, out)
+		}
+	}
+}

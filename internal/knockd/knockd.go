@@ -146,7 +146,7 @@ func start(opts Options) (*daemon, error) {
 		Stderr:         opts.Stderr,
 	})
 	if err != nil {
-		return fail(fmt.Errorf("%w (set StateDir in [options], --state-dir, or StateDirectory= in the systemd unit, to a directory this user owns and can write)", err))
+		return fail(err)
 	}
 
 	d.matcher = match.New(cfg.Doors, match.Options{MaxAttempts: cfg.MaxAttempts})
