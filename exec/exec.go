@@ -98,6 +98,7 @@ type Runner struct {
 
 	mu          sync.Mutex
 	maxRunning  int
+	limit       time.Duration // CommandLimit
 	queues      map[string]*doorQueue
 	turns       []*doorQueue // doors with start commands waiting, in turn
 	startsBusy  int
@@ -203,7 +204,7 @@ func New(opts Options) (*Runner, error) {
 	if opts.Stderr == nil {
 		opts.Stderr = io.Discard
 	}
-	r := &Runner{opts: opts, maxRunning: opts.MaxRunning, queues: map[string]*doorQueue{}, stopDoors: map[string]int{},
+	r := &Runner{opts: opts, maxRunning: opts.MaxRunning, limit: opts.CommandLimit, queues: map[string]*doorQueue{}, stopDoors: map[string]int{},
 		pending: map[*pending]struct{}{}, closing: make(chan struct{})}
 	if opts.StateDir != "" && opts.StateIfPresent {
 		if fi, err := os.Stat(opts.StateDir); err != nil || !fi.IsDir() {
@@ -252,16 +253,27 @@ func (r *Runner) Stats() Stats {
 		Killed: r.killed.Load(), Failed: r.failed.Load()}
 }
 
-// SetMaxRunning changes MaxRunning, as a reload of MaxCommands does;
-// n <= 0 means DefaultMaxRunning. Commands already running go on.
-func (r *Runner) SetMaxRunning(n int) {
-	if n <= 0 {
-		n = DefaultMaxRunning
+// SetLimits changes MaxRunning and CommandLimit, as a reload of
+// MaxCommands and CommandLimit does; 0 means the default. Commands
+// already running keep the limit they started with.
+func (r *Runner) SetLimits(maxRunning int, commandLimit time.Duration) {
+	if maxRunning <= 0 {
+		maxRunning = DefaultMaxRunning
+	}
+	if commandLimit <= 0 {
+		commandLimit = config.DefaultCommandLimit
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.maxRunning = n
+	r.maxRunning, r.limit = maxRunning, commandLimit
 	r.dispatch()
+}
+
+// commandLimit returns the CommandLimit now.
+func (r *Runner) commandLimit() time.Duration {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.limit
 }
 
 // Open queues door d's start command for the knocker src, with its stop
@@ -468,9 +480,9 @@ func (r *Runner) fire(p *pending, timedOut bool) {
 // deadline returns when a wait begun at since must give up: after
 // CommandLimit, or closeGrace after Close.
 func (r *Runner) deadline(since time.Time) time.Time {
-	d := since.Add(r.opts.CommandLimit)
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	d := since.Add(r.limit)
 	if r.closed {
 		if c := r.closedAt.Add(closeGrace); c.Before(d) {
 			d = c
@@ -570,7 +582,8 @@ func (r *Runner) run(door, cmdline string, state *os.File, stop bool) {
 	}
 	done := make(chan error, 1)
 	go func() { done <- c.Wait() }()
-	limit := time.NewTimer(r.opts.CommandLimit)
+	limitFor := r.commandLimit()
+	limit := time.NewTimer(limitFor)
 	defer limit.Stop()
 	closing := r.closing
 	var err error
@@ -580,7 +593,7 @@ func (r *Runner) run(door, cmdline string, state *os.File, stop bool) {
 			waiting = false
 		case <-closing:
 			closing = nil
-			if left := time.Until(began.Add(r.opts.CommandLimit)); left > closeGrace {
+			if left := time.Until(began.Add(limitFor)); left > closeGrace {
 				limit.Reset(closeGrace)
 			}
 		case <-limit.C:

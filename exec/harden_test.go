@@ -308,8 +308,9 @@ func TestCloseDropsQueuedStartCommands(t *testing.T) {
 	}
 }
 
-// TestSetMaxRunning: a reload's MaxCommands takes effect on what waits.
-func TestSetMaxRunning(t *testing.T) {
+// TestSetLimits: a reload's MaxCommands takes effect on what waits, its
+// CommandLimit on what starts next.
+func TestSetLimits(t *testing.T) {
 	t.Parallel()
 	r, _ := New(Options{MaxRunning: 1})
 	d := &config.Door{Name: "d", StartCommand: "sleep 5"}
@@ -317,8 +318,15 @@ func TestSetMaxRunning(t *testing.T) {
 		r.Open(d, knocker, "x", time.Now())
 	}
 	waitFor(t, "one running", func() bool { return r.Stats().Running == 1 })
-	r.SetMaxRunning(3)
+	r.SetLimits(3, 200*time.Millisecond)
 	waitFor(t, "three running", func() bool { return r.Stats().Running == 3 })
+	r.Open(&config.Door{Name: "e", StartCommand: "sleep 30"}, knocker, "x", time.Now())
+	// The two started after the reload, and e's, are killed; the first
+	// keeps the limit it started with.
+	waitFor(t, "the commands under the new limit killed", func() bool { return r.Stats().Killed == 3 })
+	if st := r.Stats(); st.Running != 1 {
+		t.Errorf("stats %+v: want the first command still running", st)
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	if err := r.Close(ctx); err != nil {

@@ -415,7 +415,7 @@ func (d *daemon) reload(ctx context.Context) {
 		return
 	}
 	d.cfg = cfg
-	d.runner.SetMaxRunning(cfg.MaxCommands)
+	d.runner.SetLimits(cfg.MaxCommands, cfg.CommandLimit)
 	d.warnUnsupported(cfg.Doors)
 }
 
