@@ -274,6 +274,7 @@ var keyDefs = map[string]keyDef{
 	"statedir":           {"StateDir", "statedir", optionKey, "/var/lib/knockd"},
 	"maxattempts":        {"MaxAttempts", "maxattempts", optionKey, "10000"},
 	"maxcommands":        {"MaxCommands", "maxcommands", optionKey, "16"},
+	"commandlimit":       {"CommandLimit", "commandlimit", optionKey, "60"},
 	"sequence":           {"Sequence", "sequence", doorKey, "7000,8000:udp,9000"},
 	"one_time_sequences": {"One_Time_Sequences", "one_time_sequences", doorKey, "/etc/knockd/sequences.seq"},
 	"seq_timeout":        {"Seq_Timeout", "seq_timeout", doorKey, "25"},
@@ -391,6 +392,12 @@ func (b *builder) entry(s *section, ds *doorState, e entry) *Error {
 		b.cfg.MaxAttempts, err = parsePositive(v)
 	case "maxcommands":
 		b.cfg.MaxCommands, err = parsePositive(v)
+	case "commandlimit":
+		var sec int64
+		if sec, err = parseSeconds(v); err == nil && sec == 0 {
+			err = fmt.Errorf("0 seconds would kill every command at once: give at least 1 (the default is %d)", int(DefaultCommandLimit/time.Second))
+		}
+		b.cfg.CommandLimit = time.Duration(sec) * time.Second
 
 	case "sequence":
 		ds.d.Sequence, err = ParseSequence(v)

@@ -5,6 +5,7 @@ package knockd
 
 import (
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"io"
@@ -130,19 +131,24 @@ func start(opts Options) (*daemon, error) {
 		ifaces = strings.Split(d.iface, ",")
 	}
 
-	stateDir, err := stateDir(opts.StateDir, cfg.StateDir)
-	if err != nil {
+	// Without a stop command there is nothing to keep: the default state
+	// directory is used only if it exists, for what an earlier run left.
+	needState := hasStop(cfg.Doors)
+	stateDir, err := stateDir(opts.StateDir, cfg.StateDir, cfg.Path)
+	if err != nil && needState {
 		return fail(err)
 	}
 	d.runner, err = exec.New(exec.Options{
-		Logf:       d.log.Log,
-		MaxRunning: cfg.MaxCommands,
-		StateDir:   stateDir,
-		Stdout:     opts.Stdout,
-		Stderr:     opts.Stderr,
+		Logf:           d.log.Log,
+		MaxRunning:     cfg.MaxCommands,
+		CommandLimit:   cfg.CommandLimit,
+		StateDir:       stateDir,
+		StateIfPresent: !needState,
+		Stdout:         opts.Stdout,
+		Stderr:         opts.Stderr,
 	})
 	if err != nil {
-		return fail(fmt.Errorf("%w (set StateDir in [options] or --state-dir to a writable directory)", err))
+		return fail(err)
 	}
 
 	d.matcher = match.New(cfg.Doors, match.Options{MaxAttempts: cfg.MaxAttempts})
@@ -187,29 +193,65 @@ func (d *daemon) openSource(spec capture.Spec) (capture.Source, error) {
 }
 
 // stateDir picks where pending stop commands are kept: the flag, the
-// configuration, systemd's $STATE_DIRECTORY, /var/lib/knockd for root,
-// else the user's state directory.
-func stateDir(flag, conf string) (string, error) {
+// configuration, else a subdirectory of systemd's $STATE_DIRECTORY, of
+// /var/lib/knockd for root, or of the user's state directory, named for
+// the configuration file (see stateName), so that instances with
+// different configurations never share their state.
+func stateDir(flag, conf, configPath string) (string, error) {
 	switch {
 	case flag != "":
 		return flag, nil
 	case conf != "":
 		return conf, nil
 	}
+	base := ""
 	if s := os.Getenv("STATE_DIRECTORY"); s != "" {
-		return strings.Split(s, ":")[0], nil
+		base = strings.Split(s, ":")[0]
+	} else if os.Geteuid() == 0 {
+		base = "/var/lib/knockd"
+	} else if s := os.Getenv("XDG_STATE_HOME"); s != "" {
+		base = filepath.Join(s, "knockd")
+	} else if home, err := os.UserHomeDir(); err == nil && home != "" && home != "/" {
+		base = filepath.Join(home, ".local", "state", "knockd")
+	} else {
+		return "", errors.New("no directory for the state of pending stop commands: set StateDir in [options], --state-dir, or StateDirectory= in the systemd unit")
 	}
-	if os.Geteuid() == 0 {
-		return "/var/lib/knockd", nil
+	return filepath.Join(base, stateName(configPath)), nil
+}
+
+// stateName names an instance's state directory after its configuration
+// file: the absolute path with every character other than letters,
+// digits, '.', '-' and '_' turned into '_', and 8 hex digits of its
+// SHA-256 so that paths that read the same stay apart. /etc/knockd.conf
+// gives etc_knockd.conf-59fb8fc5.
+func stateName(configPath string) string {
+	abs, err := filepath.Abs(configPath)
+	if err != nil {
+		abs = filepath.Clean(configPath)
 	}
-	if s := os.Getenv("XDG_STATE_HOME"); s != "" {
-		return filepath.Join(s, "knockd"), nil
+	sum := sha256.Sum256([]byte(abs))
+	name := strings.Map(func(r rune) rune {
+		switch {
+		case r >= 'a' && r <= 'z', r >= 'A' && r <= 'Z', r >= '0' && r <= '9', r == '.', r == '-', r == '_':
+			return r
+		}
+		return '_'
+	}, strings.TrimPrefix(abs, "/"))
+	if len(name) > 200 {
+		name = name[len(name)-200:]
 	}
-	home, err := os.UserHomeDir()
-	if err != nil || home == "" || home == "/" {
-		return "", errors.New("no directory for the state of pending stop commands: set StateDir in [options] or --state-dir")
+	return fmt.Sprintf("%s-%x", name, sum[:4])
+}
+
+// hasStop reports whether a door has a stop command, that is whether the
+// daemon has state to keep.
+func hasStop(doors []*config.Door) bool {
+	for _, d := range doors {
+		if d.StopCommand != "" || d.StopCommand6 != "" {
+			return true
+		}
 	}
-	return filepath.Join(home, ".local", "state", "knockd"), nil
+	return false
 }
 
 // writePidFile writes the pid file of -d and returns what removes it. As
@@ -395,7 +437,7 @@ func (d *daemon) reload(ctx context.Context) {
 	}
 	d.fixed("StateDir", d.opts.StateDir, old.StateDir, cfg.StateDir, "the default state directory")
 	// [options] MaxAttempts: its reload comes with the match/ change (issue 10).
-	// [options] MaxCommands: its reload comes with the exec/ change (issue 10).
+	d.runner.SetLimits(cfg.MaxCommands, cfg.CommandLimit)
 	d.warnUnsupported(cfg.Doors)
 }
 
