@@ -278,17 +278,17 @@ type fakeOneTime struct {
 	fail error
 }
 
-func (f *fakeOneTime) use(d *config.Door) ([]config.Knock, int64, error) {
+func (f *fakeOneTime) use(d *config.Door) ([]config.Knock, config.OneTimeLine, error) {
 	if f.fail != nil {
-		return nil, 0, f.fail
+		return nil, config.OneTimeLine{}, f.fail
 	}
 	f.used = append(f.used, d.OneTimeOffset)
 	if len(f.next) == 0 {
-		return nil, 0, fmt.Errorf("%s: %w", d.OneTimeFile, config.ErrNoSequence)
+		return nil, config.OneTimeLine{}, fmt.Errorf("%s: %w", d.OneTimeFile, config.ErrNoSequence)
 	}
 	s := f.next[0]
 	f.next = f.next[1:]
-	return seq(s), d.OneTimeOffset + 100, nil
+	return seq(s), config.OneTimeLine{Off: d.OneTimeOffset + 100}, nil
 }
 
 func TestOneTimeSequences(t *testing.T) {

@@ -326,6 +326,9 @@ func (d *daemon) act() {
 				d.log.Error("%s: %v", a.Door.Name, cause)
 			}
 		case match.NewSequence:
+			if a.Err != nil {
+				d.log.Log("%s: %v", a.Door.Name, a.Err)
+			}
 			d.log.Debugf("%s", a.String())
 		}
 	}
