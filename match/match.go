@@ -627,7 +627,7 @@ func (m *Matcher) open(di int32, src netip.Addr, now time.Time, out []Action) []
 	m.index()
 	var reread error
 	if at.Reread != "" {
-		reread = fmt.Errorf("%s: %s: not marked; going on with its line %d", cfg.OneTimeFile, at.Reread, at.Num)
+		reread = fmt.Errorf("%s: %s, so the used sequence was not marked in it; the door goes on with its line %d", cfg.OneTimeFile, at.Reread, at.Num)
 	}
 	return append(out, Action{Kind: NewSequence, Door: d.cfg, Time: now, Err: reread})
 }
