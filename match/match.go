@@ -592,6 +592,7 @@ func (m *Matcher) open(di int32, src netip.Addr, now time.Time, out []Action) []
 	}
 	next, at, err := m.opts.OneTime(cfg)
 	var spent bool
+	var spentErr error
 	switch {
 	case err == nil && len(next) > 0:
 		nd := *cfg
@@ -605,6 +606,12 @@ func (m *Matcher) open(di int32, src netip.Addr, now time.Time, out []Action) []
 		// The used line was marked: the opening stands, then the door
 		// closes for good.
 		spent = true
+	case errors.Is(err, config.ErrBadLine):
+		// The used line was marked (or its file is gone), but the next
+		// one is not a sequence: the opening stands, and the door waits
+		// until the file is fixed and the configuration re-read.
+		spent = true
+		spentErr = &disableError{fmt.Sprintf("the next one time sequence for door %s is not a sequence", cfg.Name), err}
 	default:
 		// The used line could not be marked, so it could be replayed
 		// after a restart: refuse the opening and stop the door.
@@ -621,8 +628,10 @@ func (m *Matcher) open(di int32, src netip.Addr, now time.Time, out []Action) []
 	if spent {
 		d.disabled = true
 		m.index()
-		return append(out, Action{Kind: Disabled, Door: cfg, Time: now,
-			Err: fmt.Errorf("no more sequences left in the one time sequences file for door %s", cfg.Name)})
+		if spentErr == nil {
+			spentErr = fmt.Errorf("no more sequences left in the one time sequences file for door %s", cfg.Name)
+		}
+		return append(out, Action{Kind: Disabled, Door: cfg, Time: now, Err: spentErr})
 	}
 	m.index()
 	var reread error

@@ -343,6 +343,22 @@ func TestOneTimeWriteFailureRefusesOpening(t *testing.T) {
 	}
 }
 
+// A used line that was marked, followed by a line that is not a
+// sequence: the opening stands (the used line cannot be replayed), then
+// the door stops. The opening used to be refused as if marking had failed.
+func TestOneTimeBadNextLineKeepsTheOpening(t *testing.T) {
+	d := mkDoor("otp", "6110,6120", 5)
+	d.OneTimeFile = "sequences.seq"
+	f := &fakeOneTime{fail: fmt.Errorf("sequences.seq:2: %w", config.ErrBadLine)}
+	m := New([]*config.Door{d}, Options{OneTime: f.use})
+	got := run(m, []step{{0, "198.51.100.7 6110", 0, ""}, {1, "198.51.100.7 6120", 0, ""}})
+	want := []string{"198.51.100.7: otp: Stage 1", "198.51.100.7: otp: Stage 2", "198.51.100.7: otp: OPEN SESAME",
+		"the next one time sequence for door otp is not a sequence --> disabling the door"}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("actions (-want +got):\n%s", diff)
+	}
+}
+
 func TestOneTimeEndsOtherKnockersOfTheOldSequence(t *testing.T) {
 	d := mkDoor("otp", "6110,6120", 5)
 	d.OneTimeFile = "sequences.seq"
