@@ -148,6 +148,19 @@ func use(t *testing.T, d *Door) (OneTimeLine, error) {
 	return at, err
 }
 
+// moveOver writes data to a new file and moves it over path, as
+// "mv new path" does.
+func moveOver(t *testing.T, path, data string) {
+	t.Helper()
+	tmp := path + ".new"
+	if err := os.WriteFile(tmp, []byte(data), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		t.Fatal(err)
+	}
+}
+
 func readFile(t *testing.T, path string) string {
 	t.Helper()
 	b, err := os.ReadFile(path)
@@ -242,12 +255,7 @@ func TestUseOneTimeReplacedFile(t *testing.T) {
 	}
 	d := oneTimeDoor(t, path, 0)
 	const fresh = " 17001,18001,19001\n 17002,18002,19002\n"
-	if err := os.WriteFile(filepath.Join(dir, "new"), []byte(fresh), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Rename(filepath.Join(dir, "new"), path); err != nil {
-		t.Fatal(err)
-	}
+	moveOver(t, path, fresh)
 	at, err := use(t, d)
 	if err != nil {
 		t.Fatalf("UseOneTime: %v", err)
@@ -358,12 +366,7 @@ func TestUseOneTimeReplacedWithSameSequence(t *testing.T) {
 		t.Fatal(err)
 	}
 	d := oneTimeDoor(t, path, 0)
-	if err := os.WriteFile(filepath.Join(dir, "new"), []byte("# new\n 6110,6120\n 6210\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Rename(filepath.Join(dir, "new"), path); err != nil {
-		t.Fatal(err)
-	}
+	moveOver(t, path, "# new\n 6110,6120\n 6210\n")
 	if _, err := use(t, d); err != nil {
 		t.Fatalf("UseOneTime: %v", err)
 	}
