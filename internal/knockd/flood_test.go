@@ -10,11 +10,7 @@ import (
 
 func TestFloodGateSummarisesEachKind(t *testing.T) {
 	var out bytes.Buffer
-	log, err := klog.New(klog.Options{Verbose: &out})
-	if err != nil {
-		t.Fatal(err)
-	}
-	g := newFloodGate(log)
+	g := newFloodGate(klog.New(klog.Options{Verbose: &out}))
 	allowed := [chattyKinds]int{}
 	for i := 0; i < 500; i++ {
 		for kind := range chattyKinds {

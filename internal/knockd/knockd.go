@@ -38,6 +38,10 @@ type Options struct {
 	Verbose    bool   // -v
 	IPv4Only   bool   // -4
 
+	// SyslogPath is the system logger's socket, for tests; empty means
+	// /dev/log.
+	SyslogPath string
+
 	// Stdout and Stderr default to the process's.
 	Stdout, Stderr io.Writer
 	// Reload delivers one value per SIGHUP.
@@ -100,19 +104,16 @@ func start(opts Options) (*daemon, error) {
 	}
 	d := &daemon{opts: opts, cfg: cfg}
 
-	lo := klog.Options{Errors: opts.Stderr, LogFile: cfg.LogFile, Syslog: cfg.UseSyslog}
-	if opts.LogFile != "" {
-		lo.LogFile = opts.LogFile
-	}
+	lo := klog.Options{Errors: opts.Stderr, LogFile: d.logFile(cfg), Syslog: cfg.UseSyslog, SyslogPath: opts.SyslogPath}
 	if opts.Verbose {
 		lo.Verbose = opts.Stdout
 	}
 	if opts.Debug {
 		lo.Debug = opts.Stdout
 	}
-	if d.log, err = klog.New(lo); err != nil {
-		return nil, err
-	}
+	// A log file that cannot be opened, or no system logger, is a
+	// warning, as in knockd 0.8.
+	d.log = klog.New(lo)
 	fail := func(err error) (*daemon, error) {
 		d.log.Close()
 		return nil, err
@@ -121,10 +122,7 @@ func start(opts Options) (*daemon, error) {
 		d.log.Error("warning: %s", w)
 	}
 
-	d.iface = opts.Interface
-	if d.iface == "" {
-		d.iface = cfg.Interface
-	}
+	d.iface = d.interfaceOf(cfg)
 	var ifaces []string
 	if d.iface != "" && d.iface != "any" {
 		ifaces = strings.Split(d.iface, ",")
@@ -230,12 +228,8 @@ func (d *daemon) writePidFile() (remove func()) {
 
 func (d *daemon) serve(ctx context.Context) error {
 	defer d.log.Close()
-	listening := d.iface
-	if listening == "" {
-		listening = "any"
-	}
-	d.log.Verbose("listening on %s...", listening)
-	d.log.Record("starting up, listening on %s", listening)
+	d.log.Verbose("listening on %s...", listening(d.iface))
+	d.log.Record("starting up, listening on %s", listening(d.iface))
 
 	runCtx, stop := context.WithCancel(ctx)
 	defer stop()
@@ -352,34 +346,102 @@ func (d *daemon) spec(doors []*config.Door) capture.Spec {
 }
 
 // reload re-reads the configuration. A bad one is logged and the running
-// one stays; a good one replaces the doors at once: attempts in progress
-// on unchanged doors go on, the others end.
+// one stays (its log file is opened again all the same, for log
+// rotation); a good one replaces the doors at once: attempts in progress
+// on unchanged doors go on, the others end. Of [options], LogFile,
+// UseSyslog and Interface take effect; those that cannot change while
+// running are logged, one line each.
 func (d *daemon) reload(ctx context.Context) {
 	d.log.Log("re-reading config file: %s", d.opts.ConfigPath)
-	if err := d.log.Reopen(); err != nil {
-		d.log.Error("%v", err)
-	}
 	cfg, err := config.Load(d.opts.ConfigPath)
 	if err != nil {
+		d.log.Reload(d.logFile(d.cfg), d.cfg.UseSyslog)
 		d.log.Error("%v; keeping the running configuration", err)
 		return
 	}
 	for _, w := range cfg.Warnings {
 		d.log.Error("warning: %s", w)
 	}
+	iface := d.interfaceOf(cfg)
 	var updateErr error
-	d.loop.Do(ctx, func(m *match.Matcher) {
-		// On the matcher's goroutine, like every capture update.
-		if updateErr = d.src.Update(d.spec(cfg.Doors)); updateErr == nil {
-			m.Reload(cfg.Doors)
+	ran := d.loop.Do(ctx, func(m *match.Matcher) {
+		// On the matcher's goroutine, like every capture update; d.iface
+		// changes here too, since spec reads it there.
+		old := d.iface
+		d.iface = iface
+		if updateErr = d.src.Update(d.spec(cfg.Doors)); updateErr != nil {
+			d.iface = old
+			return
 		}
+		m.Reload(cfg.Doors)
 	})
+	if !ran {
+		return // shutting down
+	}
 	if updateErr != nil {
+		d.log.Reload(d.logFile(d.cfg), d.cfg.UseSyslog)
 		d.log.Error("cannot watch the new configuration's ports: %v; keeping the running configuration", updateErr)
 		return
 	}
+	old := d.cfg
 	d.cfg = cfg
+	d.log.Reload(d.logFile(cfg), cfg.UseSyslog)
+	if now := listening(iface); now != listening(d.interfaceOf(old)) {
+		d.log.Log("re-reading config file: now listening on %s", now)
+	}
+	d.flagWins("Interface", "-i", d.opts.Interface, old.Interface, cfg.Interface)
+	d.flagWins("LogFile", "-g", d.opts.LogFile, old.LogFile, cfg.LogFile)
+	if d.opts.Daemon {
+		d.fixed("PidFile", d.opts.PidFile, old.PidFile, cfg.PidFile, config.DefaultPidFile)
+	}
+	d.fixed("StateDir", d.opts.StateDir, old.StateDir, cfg.StateDir, "the default state directory")
+	// [options] MaxAttempts: its reload comes with the match/ change (issue 10).
+	// [options] MaxCommands: its reload comes with the exec/ change (issue 10).
 	d.warnUnsupported(cfg.Doors)
+}
+
+// flagWins logs that a changed [options] key has no effect because the
+// command line set it.
+func (d *daemon) flagWins(key, flag, flagValue, was, now string) {
+	if flagValue != "" && was != now {
+		d.log.Error("re-reading config file: %s ignored: %s %s on the command line wins", key, flag, flagValue)
+	}
+}
+
+// fixed logs that a changed [options] key only takes effect at the next
+// start (unless the command line sets it, which wins anyway).
+func (d *daemon) fixed(key, flagValue, was, now, dflt string) {
+	if flagValue != "" || was == now {
+		return
+	}
+	if now == "" {
+		now = dflt
+	}
+	d.log.Error("re-reading config file: %s cannot change while running; restart knockd to use %s", key, now)
+}
+
+// logFile is where lines go for cfg: -g wins over LogFile.
+func (d *daemon) logFile(cfg *config.Config) string {
+	if d.opts.LogFile != "" {
+		return d.opts.LogFile
+	}
+	return cfg.LogFile
+}
+
+// interfaceOf is the interface list for cfg: -i wins over Interface.
+func (d *daemon) interfaceOf(cfg *config.Config) string {
+	if d.opts.Interface != "" {
+		return d.opts.Interface
+	}
+	return cfg.Interface
+}
+
+// listening names iface as the log lines do: "any" for all interfaces.
+func listening(iface string) string {
+	if iface == "" {
+		return "any"
+	}
+	return iface
 }
 
 // warnUnsupported reports the doors the listener backend can never open.

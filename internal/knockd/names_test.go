@@ -1,7 +1,6 @@
 package knockd
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -95,24 +94,6 @@ func TestLabelShowsTheNameOnceKnown(t *testing.T) {
 	if got := newNames(false, nil).label(ip); got != "198.18.0.1" {
 		t.Errorf("label without -l = %q", got)
 	}
-}
-
-// syncBuffer is a bytes.Buffer for the daemon's output, read by the test.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
 }
 
 // With -l and a resolver that never answers, a knock's command still runs
