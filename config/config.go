@@ -4,6 +4,7 @@ package config
 import (
 	"fmt"
 	"net/netip"
+	"os"
 	"strings"
 	"time"
 )
@@ -104,7 +105,8 @@ type Door struct {
 	// Line is the line of the section header, for messages.
 	Line int
 	// Sequence is the knock sequence. For a one-time door it is the
-	// current (first unused) line of OneTimeFile.
+	// current (first unused) line of OneTimeFile; empty when that line
+	// is not a sequence, which disables the door (see Config.Warnings).
 	Sequence []Knock
 	// OneTimeFile is the One_Time_Sequences path; empty for a fixed
 	// sequence.
@@ -112,6 +114,13 @@ type Door struct {
 	// OneTimeOffset is the byte offset in OneTimeFile of the line that
 	// Sequence came from. Valid iff OneTimeFile != "".
 	OneTimeOffset int64
+	// OneTimeText is that line as it was read, without its newline, and
+	// OneTimeInfo the file it was read from: UseOneTime marks the line
+	// only while the file at OneTimeFile is still that one and holds
+	// that line there. Valid iff OneTimeFile != "" and Sequence is not
+	// empty.
+	OneTimeText string
+	OneTimeInfo os.FileInfo
 	// SeqTimeout is the time allowed from the first knock to the last.
 	SeqTimeout time.Duration
 	// Flags is the TCPFlags filter; the zero value accepts any flags.

@@ -11,14 +11,14 @@ import (
 
 // fakeOneTime stands in for the one-time sequence files in FuzzParse, so
 // that fuzzed paths never reach the file system.
-func fakeOneTime(path string) ([]Knock, int64, error) {
+func fakeOneTime(path string) ([]Knock, OneTimeLine, error) {
 	switch path {
 	case "seq.seq":
-		return seq(6110, -6120, 6130), 1, nil
+		return seq(6110, -6120, 6130), OneTimeLine{Off: 1, Num: 1, Text: "#6110,6120:udp,6130"}, nil
 	case "used.seq":
-		return nil, 0, &Error{File: path, Msg: ErrNoSequence.Error(), Err: ErrNoSequence}
+		return nil, OneTimeLine{}, &Error{File: path, Msg: ErrNoSequence.Error(), Err: ErrNoSequence}
 	}
-	return nil, 0, &Error{File: path, Msg: "cannot read one-time sequences: no such file or directory", Err: os.ErrNotExist}
+	return nil, OneTimeLine{}, &Error{File: path, Msg: "cannot read one-time sequences: no such file or directory", Err: os.ErrNotExist}
 }
 
 // checkSequence fails t unless s is a sequence knockd could wait for.
@@ -159,8 +159,8 @@ func FuzzNextOneTime(f *testing.F) {
 		lines := bytes.Count(data, []byte("\n")) + 1
 		// Use up the sequences one by one, as the daemon does, checking
 		// each and that the file changes by one byte each time.
+		s, at, err := ReadOneTime(path, from)
 		for i := 0; i <= lines; i++ {
-			s, off, line, err := NextOneTime(path, from)
 			if err != nil {
 				var e *Error
 				if !errors.As(err, &e) {
@@ -169,24 +169,26 @@ func FuzzNextOneTime(f *testing.F) {
 				return
 			}
 			checkSequence(t, "sequence", s)
+			off := at.Off
 			switch {
 			case off < from || off >= int64(len(data)):
 				t.Fatalf("offset %d: from %d, file of %d bytes", off, from, len(data))
 			case off > 0 && data[off-1] != '\n':
 				t.Fatalf("offset %d is not the start of a line", off)
-			case line != bytes.Count(data[:off], []byte("\n"))+1:
-				t.Fatalf("offset %d is on line %d, not %d", off, bytes.Count(data[:off], []byte("\n"))+1, line)
+			case at.Num != bytes.Count(data[:off], []byte("\n"))+1:
+				t.Fatalf("offset %d is on line %d, not %d", off, bytes.Count(data[:off], []byte("\n"))+1, at.Num)
+			case at.Reread != "":
+				t.Fatalf("the file was read again (%s), though nothing else changed it", at.Reread)
 			}
-			if err := UseOneTime(path, off); err != nil {
-				t.Fatalf("UseOneTime(%d): %v", off, err)
-			}
+			d := &Door{OneTimeFile: path, Sequence: s, OneTimeOffset: off, OneTimeText: at.Text, OneTimeInfo: at.Info}
+			s, at, err = UseOneTime(d)
 			data[off] = '#'
-			got, err := os.ReadFile(path)
-			if err != nil {
-				t.Fatal(err)
+			got, rerr := os.ReadFile(path)
+			if rerr != nil {
+				t.Fatal(rerr)
 			}
 			if !bytes.Equal(got, data) {
-				t.Fatalf("after UseOneTime(%d) the file holds %q, want %q", off, got, data)
+				t.Fatalf("after using the line at %d the file holds %q, want %q", off, got, data)
 			}
 			from = off + 1
 		}

@@ -36,16 +36,15 @@ func Load(path string) (*Config, error) {
 // applies, the section and the key. Problems that do not stop knockd from
 // working, such as a door with no command, go to Config.Warnings.
 func Parse(path string, data []byte) (*Config, error) {
-	return parse(path, data, func(p string) ([]Knock, int64, error) {
-		seq, off, _, err := NextOneTime(p, 0)
-		return seq, off, err
+	return parse(path, data, func(p string) ([]Knock, OneTimeLine, error) {
+		return ReadOneTime(p, 0)
 	})
 }
 
 // oneTimeReader returns the first usable sequence of a one-time sequence
-// file and its offset. Tests and fuzzing replace NextOneTime with a fake
-// so that arbitrary input never reads arbitrary files.
-type oneTimeReader func(path string) ([]Knock, int64, error)
+// file and where it was read. Tests and fuzzing replace ReadOneTime with
+// a fake so that arbitrary input never reads arbitrary files.
+type oneTimeReader func(path string) ([]Knock, OneTimeLine, error)
 
 func parse(path string, data []byte, readOneTime oneTimeReader) (*Config, error) {
 	secs, scanErr := scan(path, data)
@@ -471,13 +470,19 @@ func (b *builder) endDoor(ds *doorState) *Error {
 		}
 		return fail(line, key, "a door has either a Sequence (line %d) or One_Time_Sequences (line %d), not both: remove one; knockd 0.8 would have %s", ds.seqLine, ds.otsLine, as08)
 	case ds.otsLine != 0:
-		seq, off, err := b.readOneTime(d.OneTimeFile)
+		seq, at, err := b.readOneTime(d.OneTimeFile)
+		if errors.Is(err, ErrBadLine) {
+			// The file is data the daemon writes to, not configuration:
+			// a bad line in it disables this door only.
+			b.cfg.Warnings = append(b.cfg.Warnings, fmt.Sprintf("%s:%d: [%s] %s: %v: the door is disabled until the line is fixed and the configuration re-read (SIGHUP)", b.path, ds.otsLine, d.Name, ds.otsKey, err))
+			break
+		}
 		if err != nil {
 			e := fail(ds.otsLine, ds.otsKey, "%s", err)
 			e.Err = err
 			return e
 		}
-		d.Sequence, d.OneTimeOffset = seq, off
+		d.Sequence, d.OneTimeOffset, d.OneTimeText, d.OneTimeInfo = seq, at.Off, at.Text, at.Info
 	}
 
 	warn := func(line int, format string, args ...any) {

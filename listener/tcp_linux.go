@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
+	"slices"
 	"sync"
 	"syscall"
 	"time"
@@ -144,22 +145,54 @@ func (s *Source) stopTCP(sk *sock) {
 	}
 }
 
-// acceptBatch is how many connections one listener may take in a row
-// before the others get a turn, so that a flood on one port does not
-// starve the rest.
-const acceptBatch = 64
+// A turn of the loop takes, from each listener reported ready, the
+// connections it had queued when the turn began, in the order the
+// listeners became ready. The kernel's accept queue of one listener is in
+// arrival order; across listeners, the readiness order is the only order
+// there is (TCP gives no timestamp for a connection). A knocker's knock on
+// one port is queued before its next knock on another arrives, so its
+// listener turns ready first, unless it was ready already; taking every
+// queued connection of a listener before the next listener's keeps the
+// two in order. Taking a fixed number per listener and turn (64, once)
+// did not: after a stall with a backlog on the first port, a knocker's
+// second and third knocks were accepted before its first.
+//
+// A flood on one port cannot starve the others: a turn takes at most
+// what was queued when it began, which the listen backlog bounds.
+
+// acceptUnknown is how many connections a listener whose queue length
+// cannot be read may give in a row before the others get a turn.
+const acceptUnknown = 64
 
 type acceptState int
 
 const (
-	acceptDone   acceptState = iota // nothing is waiting, or the listener is gone
-	acceptMore                      // acceptBatch reached; more may wait
+	acceptDone   acceptState = iota // the queued connections are taken, or the listener is gone
+	acceptMore                      // acceptUnknown reached; more may wait
 	acceptFailed                    // an error such as EMFILE; try again later
 )
+
+// tcpListen is TCP_LISTEN of include/net/tcp_states.h.
+const tcpListen = 10
+
+// queued returns how many connections wait in p's accept queue, or -1 if
+// that cannot be read. For a listening socket, Linux reports the accept
+// queue's length in tcp_info's unacked field (what ss shows as Recv-Q).
+func (p *polled) queued() int {
+	n := -1
+	p.rc.Control(func(fd uintptr) {
+		info, err := unix.GetsockoptTCPInfo(int(fd), unix.IPPROTO_TCP, unix.TCP_INFO)
+		if err == nil && info.State == tcpListen {
+			n = int(info.Unacked)
+		}
+	})
+	return n
+}
 
 func (s *Source) serveTCPLoop(ctx context.Context, in chan<- knock, l *tcpLoop) {
 	events := make([]unix.EpollEvent, 64)
 	var todo, again, retry []*polled
+	var counts []int
 	var retryAt time.Time
 	for {
 		timeout := -1
@@ -192,12 +225,19 @@ func (s *Source) serveTCPLoop(ctx context.Context, in chan<- knock, l *tcpLoop) 
 			l.mu.Lock()
 			p := l.byID[ev.Fd]
 			l.mu.Unlock()
-			if p != nil { // nil: removed by Update since
+			if p != nil && !slices.Contains(todo, p) { // nil: removed by Update since
 				todo = append(todo, p)
 			}
 		}
+		// Read every queue's length before accepting anything, so that
+		// connections that come during the turn wait for the next one
+		// (edge-triggered epoll reports their listener again).
+		counts = counts[:0]
 		for _, p := range todo {
-			switch s.acceptSome(ctx, in, l, p) {
+			counts = append(counts, p.queued())
+		}
+		for i, p := range todo {
+			switch s.acceptSome(ctx, in, l, p, counts[i]) {
 			case acceptMore:
 				again = append(again, p)
 			case acceptFailed:
@@ -208,11 +248,16 @@ func (s *Source) serveTCPLoop(ctx context.Context, in chan<- knock, l *tcpLoop) 
 	}
 }
 
-// acceptSome accepts and resets up to acceptBatch connections on p,
-// reporting each as a knock.
-func (s *Source) acceptSome(ctx context.Context, in chan<- knock, l *tcpLoop, p *polled) acceptState {
+// acceptSome accepts and resets the queued connections on p (acceptUnknown
+// of them when queued is negative, since the length is unknown), reporting
+// each as a knock.
+func (s *Source) acceptSome(ctx context.Context, in chan<- knock, l *tcpLoop, p *polled, queued int) acceptState {
 	sk := p.sk
-	for range acceptBatch {
+	limit, more := queued, acceptDone
+	if queued < 0 {
+		limit, more = acceptUnknown, acceptMore
+	}
+	for range limit {
 		var nfd int
 		var sa unix.Sockaddr
 		var aerr error
@@ -264,7 +309,7 @@ func (s *Source) acceptSome(ctx context.Context, in chan<- knock, l *tcpLoop, p 
 			return acceptDone
 		}
 	}
-	return acceptMore
+	return more
 }
 
 // sockaddrAddr returns the address of sa, unmapped and without a zone.

@@ -103,16 +103,17 @@ func randomEvents(r *rand.Rand, doors []*config.Door, at *time.Duration, n int) 
 // matcher built from the same seed, and sometimes fails.
 type scriptedOneTime struct{ r *rand.Rand }
 
-func (s *scriptedOneTime) use(d *config.Door) ([]config.Knock, int64, error) {
+func (s *scriptedOneTime) use(d *config.Door) ([]config.Knock, config.OneTimeLine, error) {
+	next := config.OneTimeLine{Off: d.OneTimeOffset + 1}
 	switch s.r.IntN(10) {
 	case 0:
-		return nil, 0, fmt.Errorf("%s: %w", d.OneTimeFile, config.ErrNoSequence)
+		return nil, config.OneTimeLine{}, fmt.Errorf("%s: %w", d.OneTimeFile, config.ErrNoSequence)
 	case 1:
-		return nil, 0, fmt.Errorf("disk full")
+		return nil, config.OneTimeLine{}, fmt.Errorf("disk full")
 	case 2:
-		return nil, d.OneTimeOffset + 1, nil // an empty sequence
+		return nil, next, nil // an empty sequence
 	}
-	return randomSeq(s.r), d.OneTimeOffset + 1, nil
+	return randomSeq(s.r), next, nil
 }
 
 func actionStrings(acts []Action) []string {

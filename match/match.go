@@ -63,14 +63,16 @@ type Action struct {
 	Stage int
 	// Time is the event or timer time that caused the action.
 	Time time.Time
-	// Err is the reason. Valid iff Kind == Disabled.
+	// Err is the reason when Kind == Disabled. When Kind == NewSequence,
+	// it is nil, or says why the one-time file was read again from its
+	// start (it was replaced or changed since it was read).
 	Err error
 }
 
 // OneTimeFunc marks the sequence a one-time door just used as spent and
-// returns the door's next sequence and its offset in the file. It returns
-// an error wrapping config.ErrNoSequence when none is left.
-type OneTimeFunc func(d *config.Door) (next []config.Knock, off int64, err error)
+// returns the door's next sequence and where it was read in the file. It
+// returns an error wrapping config.ErrNoSequence when none is left.
+type OneTimeFunc func(d *config.Door) (next []config.Knock, at config.OneTimeLine, err error)
 
 // DefaultMaxAttempts is the cap on attempts in progress when Options
 // gives none.
@@ -84,8 +86,7 @@ type Options struct {
 	// least as advanced.
 	MaxAttempts int
 	// OneTime is called when a one-time door opens, before the Open
-	// action is returned. Nil uses config.UseOneTime and
-	// config.NextOneTime.
+	// action is returned. Nil uses config.UseOneTime.
 	OneTime OneTimeFunc
 }
 
@@ -279,19 +280,11 @@ func New(doors []*config.Door, opts Options) *Matcher {
 	}
 	m.max = min(m.max, maxAttemptsLimit)
 	if m.opts.OneTime == nil {
-		m.opts.OneTime = useOneTimeFile
+		m.opts.OneTime = config.UseOneTime
 	}
 	m.tab = newTable(m.max)
 	m.setDoors(doors)
 	return m
-}
-
-func useOneTimeFile(d *config.Door) ([]config.Knock, int64, error) {
-	if err := config.UseOneTime(d.OneTimeFile, d.OneTimeOffset); err != nil {
-		return nil, 0, err
-	}
-	seq, off, _, err := config.NextOneTime(d.OneTimeFile, d.OneTimeOffset+1)
-	return seq, off, err
 }
 
 func (m *Matcher) setDoors(doors []*config.Door) {
@@ -597,12 +590,13 @@ func (m *Matcher) open(di int32, src netip.Addr, now time.Time, out []Action) []
 	if cfg.OneTimeFile == "" {
 		return append(out, Action{Kind: Open, Door: cfg, Src: src, Time: now})
 	}
-	next, off, err := m.opts.OneTime(cfg)
+	next, at, err := m.opts.OneTime(cfg)
 	var spent bool
+	var spentErr error
 	switch {
 	case err == nil && len(next) > 0:
 		nd := *cfg
-		nd.Sequence, nd.OneTimeOffset = next, off
+		nd.Sequence, nd.OneTimeOffset, nd.OneTimeText, nd.OneTimeInfo = next, at.Off, at.Text, at.Info
 		d.cfg, d.seq = &nd, next
 		m.growStages(len(next))
 	case err == nil:
@@ -612,6 +606,12 @@ func (m *Matcher) open(di int32, src netip.Addr, now time.Time, out []Action) []
 		// The used line was marked: the opening stands, then the door
 		// closes for good.
 		spent = true
+	case errors.Is(err, config.ErrBadLine):
+		// The used line was marked (or its file is gone), but the next
+		// one is not a sequence: the opening stands, and the door waits
+		// until the file is fixed and the configuration re-read.
+		spent = true
+		spentErr = &disableError{fmt.Sprintf("the next one time sequence for door %s is not a sequence", cfg.Name), err}
 	default:
 		// The used line could not be marked, so it could be replayed
 		// after a restart: refuse the opening and stop the door.
@@ -628,11 +628,17 @@ func (m *Matcher) open(di int32, src netip.Addr, now time.Time, out []Action) []
 	if spent {
 		d.disabled = true
 		m.index()
-		return append(out, Action{Kind: Disabled, Door: cfg, Time: now,
-			Err: fmt.Errorf("no more sequences left in the one time sequences file for door %s", cfg.Name)})
+		if spentErr == nil {
+			spentErr = fmt.Errorf("no more sequences left in the one time sequences file for door %s", cfg.Name)
+		}
+		return append(out, Action{Kind: Disabled, Door: cfg, Time: now, Err: spentErr})
 	}
 	m.index()
-	return append(out, Action{Kind: NewSequence, Door: d.cfg, Time: now})
+	var reread error
+	if at.Reread != "" {
+		reread = fmt.Errorf("%s: %s, so the used sequence was not marked in it; the door goes on with its line %d", cfg.OneTimeFile, at.Reread, at.Num)
+	}
+	return append(out, Action{Kind: NewSequence, Door: d.cfg, Time: now, Err: reread})
 }
 
 // dropDoor ends every attempt on door di.

@@ -278,17 +278,17 @@ type fakeOneTime struct {
 	fail error
 }
 
-func (f *fakeOneTime) use(d *config.Door) ([]config.Knock, int64, error) {
+func (f *fakeOneTime) use(d *config.Door) ([]config.Knock, config.OneTimeLine, error) {
 	if f.fail != nil {
-		return nil, 0, f.fail
+		return nil, config.OneTimeLine{}, f.fail
 	}
 	f.used = append(f.used, d.OneTimeOffset)
 	if len(f.next) == 0 {
-		return nil, 0, fmt.Errorf("%s: %w", d.OneTimeFile, config.ErrNoSequence)
+		return nil, config.OneTimeLine{}, fmt.Errorf("%s: %w", d.OneTimeFile, config.ErrNoSequence)
 	}
 	s := f.next[0]
 	f.next = f.next[1:]
-	return seq(s), d.OneTimeOffset + 100, nil
+	return seq(s), config.OneTimeLine{Off: d.OneTimeOffset + 100}, nil
 }
 
 func TestOneTimeSequences(t *testing.T) {
@@ -338,6 +338,22 @@ func TestOneTimeWriteFailureRefusesOpening(t *testing.T) {
 	got := run(m, []step{{0, "198.51.100.7 6110", 0, ""}, {1, "198.51.100.7 6120", 0, ""}})
 	want := []string{"198.51.100.7: otp: Stage 1", "198.51.100.7: otp: Stage 2",
 		"error while disabling used one time sequence for door otp --> disabling the door"}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("actions (-want +got):\n%s", diff)
+	}
+}
+
+// A used line that was marked, followed by a line that is not a
+// sequence: the opening stands (the used line cannot be replayed), then
+// the door stops. The opening used to be refused as if marking had failed.
+func TestOneTimeBadNextLineKeepsTheOpening(t *testing.T) {
+	d := mkDoor("otp", "6110,6120", 5)
+	d.OneTimeFile = "sequences.seq"
+	f := &fakeOneTime{fail: fmt.Errorf("sequences.seq:2: %w", config.ErrBadLine)}
+	m := New([]*config.Door{d}, Options{OneTime: f.use})
+	got := run(m, []step{{0, "198.51.100.7 6110", 0, ""}, {1, "198.51.100.7 6120", 0, ""}})
+	want := []string{"198.51.100.7: otp: Stage 1", "198.51.100.7: otp: Stage 2", "198.51.100.7: otp: OPEN SESAME",
+		"the next one time sequence for door otp is not a sequence --> disabling the door"}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("actions (-want +got):\n%s", diff)
 	}

@@ -9,8 +9,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
-	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -53,6 +51,10 @@ type Options struct {
 	// Ready, when not nil, is called once start-up has succeeded (every
 	// socket open), or failed, with the error.
 	Ready func(error)
+
+	// lookupAddr replaces the resolver of -l in tests; nil means
+	// net.DefaultResolver.
+	lookupAddr lookupFunc
 }
 
 // Run runs the daemon until ctx ends. A bad configuration or a capture
@@ -163,7 +165,7 @@ func start(opts Options) (*daemon, error) {
 	} else if n > 0 {
 		d.log.Log("%d stop command(s) left pending by an earlier run: running each at its time", n)
 	}
-	d.names = newNames(opts.Lookup)
+	d.names = newNames(opts.Lookup, opts.lookupAddr)
 	d.flood = newFloodGate(d.log)
 	return d, nil
 }
@@ -314,6 +316,7 @@ func (d *daemon) serve(ctx context.Context) error {
 		}
 	}
 	stop()
+	d.names.close()
 	wg.Wait()
 	d.flood.close()
 
@@ -364,6 +367,9 @@ func (d *daemon) act() {
 				d.log.Error("%s: %v", a.Door.Name, cause)
 			}
 		case match.NewSequence:
+			if a.Err != nil {
+				d.log.Log("%s: %v", a.Door.Name, a.Err)
+			}
 			d.log.Debugf("%s", a.String())
 		}
 	}
@@ -495,34 +501,4 @@ func (d *daemon) warnUnsupported(doors []*config.Door) {
 			d.log.Error("warning: door %s: %s", door.Name, why)
 		}
 	}
-}
-
-// names renders knockers for log lines: "IP", or with -l "IP (host)".
-type names struct {
-	lookup bool
-	cache  map[netip.Addr]string
-}
-
-func newNames(lookup bool) *names {
-	return &names{lookup: lookup, cache: map[netip.Addr]string{}}
-}
-
-func (n *names) label(ip netip.Addr) string {
-	if !n.lookup {
-		return ip.String()
-	}
-	if l, ok := n.cache[ip]; ok {
-		return l
-	}
-	l := ip.String()
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-	defer cancel()
-	if hosts, err := net.DefaultResolver.LookupAddr(ctx, ip.String()); err == nil && len(hosts) > 0 {
-		l = fmt.Sprintf("%s (%s)", ip, strings.TrimSuffix(hosts[0], "."))
-	}
-	if len(n.cache) > 4096 {
-		clear(n.cache)
-	}
-	n.cache[ip] = l
-	return l
 }
