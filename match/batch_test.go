@@ -162,7 +162,8 @@ func sameActions(a, b []Action) string {
 // TestHandleBatchIsHandle checks on random event streams that HandleBatch
 // does exactly what Handle does event by event: same actions in the same
 // order, same counters, consistent state throughout. Streams cover several
-// doors, one-time doors, eviction at a small cap, timeouts and reloads.
+// doors, one-time doors, eviction at a small cap, timeouts, reloads and
+// changes of the cap.
 func TestHandleBatchIsHandle(t *testing.T) {
 	iters := 400
 	if testing.Short() {
@@ -219,6 +220,10 @@ func TestHandleBatchIsHandle(t *testing.T) {
 				doors = nd
 				one.Reload(doors)
 				batch.Reload(doors)
+			case 2:
+				n := 1 + r.IntN(12)
+				one.SetMaxAttempts(n)
+				batch.SetMaxAttempts(n)
 			}
 			d1, ok1 := one.NextDeadline()
 			d2, ok2 := batch.NextDeadline()

@@ -417,9 +417,9 @@ func TestStateIsReleased(t *testing.T) {
 	if st := m.Stats(); st.InProgress != 0 || m.tab.n != 0 {
 		t.Errorf("after expiry: %+v, %d sources", st, m.tab.n)
 	}
-	for l := range m.stages {
-		if m.stages[l].head != none {
-			t.Errorf("stage list %d not empty", l)
+	for f, l := range m.stage1 {
+		if l.head != none || m.n1[f] != 0 {
+			t.Errorf("stage-1 list of family %d not empty (%d counted)", f, m.n1[f])
 		}
 	}
 }
@@ -462,8 +462,8 @@ func (m *Matcher) check() error {
 			if a.src != src || a.hash != s.hash {
 				return fmt.Errorf("attempt %d of %v (hash %#x) in %v's chain (hash %#x)", i, a.src, a.hash, src, s.hash)
 			}
-			if a.stage < 1 || int(a.stage) >= len(m.doors[a.door].seq) || a.lstage != a.stage {
-				return fmt.Errorf("attempt %d at stage %d (listed at %d) of a %d-knock door", i, a.stage, a.lstage, len(m.doors[a.door].seq))
+			if a.stage < 1 || int(a.stage) >= len(m.doors[a.door].seq) {
+				return fmt.Errorf("attempt %d at stage %d of a %d-knock door", i, a.stage, len(m.doors[a.door].seq))
 			}
 		}
 	}
@@ -484,14 +484,32 @@ func (m *Matcher) check() error {
 			inGroups++
 		}
 	}
-	inStages := 0
-	for s := range m.stages {
-		for i := m.stages[s].head; i != none; i = m.atts[i].link[byStage].next {
-			if !seen[i] || m.atts[i].stage != int32(s) {
-				return fmt.Errorf("stage list %d holds attempt %d at stage %d", s, i, m.atts[i].stage)
-			}
-			inStages++
+	inStages, atStage1 := 0, 0
+	for i := range m.atts {
+		if m.atts[i].stage == 1 {
+			atStage1++
 		}
+	}
+	for f, l := range m.stage1 {
+		n, prev := 0, int32(none)
+		for i := l.head; i != none; i = m.atts[i].link[byStage].next {
+			a := &m.atts[i]
+			if !seen[i] || a.stage != 1 || family(a.kind) != f {
+				return fmt.Errorf("stage-1 list of family %d holds attempt %d at stage %d of family %d", f, i, a.stage, family(a.kind))
+			}
+			if a.link[byStage].prev != prev {
+				return fmt.Errorf("stage-1 list of family %d: attempt %d links back to %d, not %d", f, i, a.link[byStage].prev, prev)
+			}
+			if prev != none && m.atts[prev].start > a.start {
+				return fmt.Errorf("stage-1 list of family %d: attempt %d starts before %d, ahead of it", f, i, prev)
+			}
+			prev = i
+			n++
+		}
+		if l.tail != prev || n != m.n1[f] {
+			return fmt.Errorf("stage-1 list of family %d: %d attempts, %d counted, tail %d, last %d", f, n, m.n1[f], l.tail, prev)
+		}
+		inStages += n
 	}
 	free := 0
 	for i := m.free; i != none; i = m.atts[i].srcNext {
@@ -503,8 +521,8 @@ func (m *Matcher) check() error {
 		}
 		free++
 	}
-	if inGroups != m.count || inStages != m.count || free+m.count != len(m.atts) {
-		return fmt.Errorf("count %d, in timeout lists %d, in stage lists %d, free %d of %d", m.count, inGroups, inStages, free, len(m.atts))
+	if inGroups != m.count || inStages != atStage1 || free+m.count != len(m.atts) {
+		return fmt.Errorf("count %d, in timeout lists %d, in stage-1 lists %d of %d at stage 1, free %d of %d", m.count, inGroups, inStages, atStage1, free, len(m.atts))
 	}
 	if m.count > m.max {
 		return fmt.Errorf("%d attempts, over the cap of %d", m.count, m.max)
