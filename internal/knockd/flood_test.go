@@ -35,3 +35,19 @@ func TestFloodGateSummarisesEachKind(t *testing.T) {
 		}
 	}
 }
+
+func TestFloodGateSummarisesEvictions(t *testing.T) {
+	var out bytes.Buffer
+	log, err := klog.New(klog.Options{Verbose: &out})
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := newFloodGate(log)
+	g.count(evictions, 1000)
+	g.count(evictions, 234)
+	g.close()
+	want := "1234 knock attempts evicted in the last second: more attempts in progress than MaxAttempts, the oldest at stage 1 made room\n"
+	if out.String() != want {
+		t.Errorf("logged %q, want %q", out.String(), want)
+	}
+}

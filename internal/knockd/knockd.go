@@ -80,6 +80,7 @@ type daemon struct {
 	acts    chan match.Action
 	names   *names
 	flood   *floodGate
+	evicted uint64 // the matcher's evictions already summarised
 }
 
 func start(opts Options) (*daemon, error) {
@@ -303,6 +304,10 @@ func (d *daemon) emit(acts []match.Action) {
 		}
 		d.acts <- a
 	}
+	if n := d.matcher.Stats().Evicted; n != d.evicted {
+		d.flood.count(evictions, int(n-d.evicted))
+		d.evicted = n
+	}
 }
 
 // act logs actions and runs commands, in order.
@@ -366,6 +371,7 @@ func (d *daemon) reload(ctx context.Context) {
 		// On the matcher's goroutine, like every capture update.
 		if updateErr = d.src.Update(d.spec(cfg.Doors)); updateErr == nil {
 			m.Reload(cfg.Doors)
+			m.SetMaxAttempts(cfg.MaxAttempts)
 		}
 	})
 	if updateErr != nil {
