@@ -9,8 +9,12 @@ import (
 	"github.com/google/go-cmp/cmp"
 )
 
-// cmpAddr compares netip.Addr values, whose fields are unexported.
-var cmpAddr = cmp.Comparer(func(a, b netip.Addr) bool { return a == b })
+// cmpAddr compares netip.Addr and netip.Prefix values, whose fields are
+// unexported.
+var cmpAddr = cmp.Options{
+	cmp.Comparer(func(a, b netip.Addr) bool { return a == b }),
+	cmp.Comparer(func(a, b netip.Prefix) bool { return a == b }),
+}
 
 // seq builds a sequence from "port" (TCP) and "port/u" (UDP) shorthands
 // given as ints: a negative port is UDP.

@@ -14,7 +14,8 @@ import (
 
 // randomDoors returns a random configuration of one to four doors on a
 // few ports, so that sequences overlap: shared first knocks, targets,
-// TCP flags, several timeouts, one-knock doors and one-time doors.
+// TCP flags, several timeouts, one-knock doors, one-time doors and doors
+// limited to some sources.
 func randomDoors(r *rand.Rand) []*config.Door {
 	var doors []*config.Door
 	for i := range 1 + r.IntN(4) {
@@ -31,6 +32,9 @@ func randomDoors(r *rand.Rand) []*config.Door {
 		}
 		if r.IntN(5) == 0 {
 			d.OneTimeFile = d.Name + ".seq"
+		}
+		if r.IntN(4) == 0 {
+			d.Sources = []netip.Prefix{netip.MustParsePrefix("198.51.100.0/30"), netip.MustParsePrefix("2001:db8::2/128")}
 		}
 		doors = append(doors, d)
 	}

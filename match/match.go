@@ -247,6 +247,40 @@ type firstIndex struct {
 
 const firstScanMax = 8
 
+// gateIndex holds, for each (protocol, port) that only doors with a
+// Source list knock on, the union of their lists: a knock there from any
+// other source counts for nothing at all, as if the capture had not seen
+// it (the raw backend's kernel filter drops it already). Ports that some
+// door without a Source list knocks on are not in it.
+type gateIndex struct {
+	keys []knockKey
+	srcs [][]netip.Prefix
+	m    map[knockKey][]netip.Prefix
+}
+
+// passes reports whether a knock from src to k may count.
+func (g *gateIndex) passes(k knockKey, src netip.Addr) bool {
+	var srcs []netip.Prefix
+	if g.m != nil {
+		var ok bool
+		if srcs, ok = g.m[k]; !ok {
+			return true
+		}
+	} else {
+		i := slices.Index(g.keys, k)
+		if i < 0 {
+			return true
+		}
+		srcs = g.srcs[i]
+	}
+	for _, p := range srcs {
+		if p.Contains(src) {
+			return true
+		}
+	}
+	return false
+}
+
 func (f *firstIndex) lookup(k knockKey) []int32 {
 	if f.m != nil {
 		return f.m[k]
@@ -271,6 +305,7 @@ type Matcher struct {
 	max    int
 	doors  []door
 	first  firstIndex
+	gate   gateIndex
 	groups []group
 	// stage1 lists the attempts at stage 1 by family (see family),
 	// oldest first, and n1 counts them.
@@ -360,6 +395,50 @@ func (m *Matcher) index() {
 		}
 	}
 	m.first = f
+	m.indexGate()
+}
+
+// indexGate builds the gate from the doors' current sequences.
+func (m *Matcher) indexGate() {
+	g := gateIndex{}
+	open := map[knockKey]bool{} // some door takes any source there
+	for _, d := range m.doors {
+		if d.disabled {
+			continue
+		}
+		for _, kn := range d.seq {
+			k := keyOf(kn.Proto, kn.Port)
+			if d.cfg.Sources == nil {
+				open[k] = true
+				continue
+			}
+			j := slices.Index(g.keys, k)
+			if j < 0 {
+				j = len(g.keys)
+				g.keys = append(g.keys, k)
+				g.srcs = append(g.srcs, nil)
+			}
+			for _, p := range d.cfg.Sources {
+				if !slices.Contains(g.srcs[j], p) {
+					g.srcs[j] = append(g.srcs[j], p)
+				}
+			}
+		}
+	}
+	var kept gateIndex
+	for j, k := range g.keys {
+		if !open[k] {
+			kept.keys = append(kept.keys, k)
+			kept.srcs = append(kept.srcs, g.srcs[j])
+		}
+	}
+	if len(kept.keys) > firstScanMax {
+		kept.m = make(map[knockKey][]netip.Prefix, len(kept.keys))
+		for j, k := range kept.keys {
+			kept.m[k] = kept.srcs[j]
+		}
+	}
+	m.gate = kept
 }
 
 // Doors returns the doors as they stand now: one-time doors carry their
@@ -534,6 +613,9 @@ func (m *Matcher) handle(ev *capture.Event, k srcKey, kind addrKind, h uint32, o
 	if m.due(nowOff) {
 		out = m.expire(now, nowOff, out)
 	}
+	if len(m.gate.keys) > 0 && !m.gate.passes(keyOf(ev.Proto, ev.Port), ev.Src) {
+		return out
+	}
 
 	relevant, used, failed := false, false, false
 	pos, known := m.tab.find(k, h, m.atts)
@@ -588,7 +670,7 @@ func (m *Matcher) handle(ev *capture.Event, k srcKey, kind addrKind, h uint32, o
 	}
 	for _, di := range m.first.lookup(keyOf(ev.Proto, ev.Port)) {
 		d := &m.doors[di]
-		if d.disabled || !targetOK(d.cfg, ev.Dst) {
+		if d.disabled || !targetOK(d.cfg, ev.Dst) || !d.cfg.SourceOK(ev.Src) {
 			continue
 		}
 		if ev.Proto == config.TCP && !d.cfg.Flags.Match(ev.Flags) {

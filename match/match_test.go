@@ -98,6 +98,13 @@ func TestMatcher(t *testing.T) {
 	targeted := mkDoor("t", "7000,8000", 5)
 	targeted.Target = netip.MustParseAddr("203.0.113.9")
 	one := mkDoor("one", "7000", 5)
+	withSources := func(d *config.Door, prefixes ...string) *config.Door {
+		for _, p := range prefixes {
+			d.Sources = append(d.Sources, netip.MustParsePrefix(p))
+		}
+		return d
+	}
+	const out4, out6 = "203.0.113.50", "2001:db8:2::5"
 
 	tests := []struct {
 		name  string
@@ -224,6 +231,53 @@ func TestMatcher(t *testing.T) {
 			want:  []string{a + ": one: Stage 1", a + ": one: OPEN SESAME", a + ": one: Stage 1", a + ": one: OPEN SESAME"},
 		},
 		{
+			name:  "source: a knocker from inside the list opens, one from outside starts nothing",
+			doors: []*config.Door{withSources(mkDoor("lan", "7000,8000,9000", 5), "198.51.100.0/24", "2001:db8:1::/48")},
+			steps: []step{{0, out4 + " 7000", 0, ""}, {0.1, a + " 7000", 0, ""}, {0.2, out4 + " 8000", 0, ""}, {0.3, a + " 8000", 0, ""},
+				{0.4, out4 + " 9000", 0, ""}, {0.5, a + " 9000", 0, ""}},
+			want: []string{a + ": lan: Stage 1", a + ": lan: Stage 2", a + ": lan: Stage 3", a + ": lan: OPEN SESAME"},
+		},
+		{
+			name:  "source: IPv6 prefixes",
+			doors: []*config.Door{withSources(mkDoor("lan", "7000,8000", 5), "198.51.100.0/24", "2001:db8:1::/48")},
+			steps: []step{{0, out6 + " 7000", 0, "2001:db8::1"}, {0.1, "2001:db8:1::5 7000", 0, "2001:db8::1"},
+				{0.2, out6 + " 8000", 0, "2001:db8::1"}, {0.3, "2001:db8:1::5 8000", 0, "2001:db8::1"}},
+			want: []string{"2001:db8:1::5: lan: Stage 1", "2001:db8:1::5: lan: Stage 2", "2001:db8:1::5: lan: OPEN SESAME"},
+		},
+		{
+			name:  "source: a bare address, and a one-port door",
+			doors: []*config.Door{withSources(mkDoor("one", "7000", 5), "198.51.100.8/32")},
+			steps: []step{{0, a + " 7000", 0, ""}, {0.1, b + " 7000", 0, ""}},
+			want:  []string{b + ": one: Stage 1", b + ": one: OPEN SESAME"},
+		},
+		{
+			name: "source: a shared first port starts only the doors that take the source",
+			doors: []*config.Door{withSources(mkDoor("lan", "7000,8000", 5), "198.51.100.0/24"),
+				mkDoor("open", "7000,9000", 5)},
+			steps: []step{{0, out4 + " 7000", 0, ""}, {0.1, out4 + " 8000", 0, ""}, {0.2, a + " 7000", 0, ""}, {0.3, a + " 8000", 0, ""}},
+			// 8000 is only lan's port: the outsider's knock there counts
+			// for nothing, so it does not end its attempt on open either.
+			want: []string{out4 + ": open: Stage 1", a + ": lan: Stage 1", a + ": open: Stage 1", a + ": lan: Stage 2", a + ": lan: OPEN SESAME"},
+		},
+		{
+			name: "source: a knock on a port only source-limited doors watch does not end another door's attempt",
+			doors: []*config.Door{mkDoor("open", "7000,9000", 5),
+				withSources(mkDoor("lan", "8000,8001", 5), "198.51.100.0/24")},
+			steps: []step{{0, out4 + " 7000", 0, ""}, {0.1, out4 + " 8000", 0, ""}, {0.2, out4 + " 9000", 0, ""},
+				{1, a + " 7000", 0, ""}, {1.1, a + " 8000", 0, ""}, {1.2, a + " 9000", 0, ""}},
+			// From inside the list, 8000 is a counted knock: it ends a's
+			// attempt on open and starts lan.
+			want: []string{out4 + ": open: Stage 1", out4 + ": open: Stage 2", out4 + ": open: OPEN SESAME",
+				a + ": open: Stage 1", a + ": lan: Stage 1"},
+		},
+		{
+			name: "source: a port some door without a list watches counts from anywhere",
+			doors: []*config.Door{mkDoor("open", "7000,9000", 5),
+				withSources(mkDoor("lan", "8000,8001", 5), "198.51.100.0/24"), mkDoor("other", "8000,9001", 5)},
+			steps: []step{{0, out4 + " 7000", 0, ""}, {0.1, out4 + " 8000", 0, ""}, {0.2, out4 + " 9000", 0, ""}},
+			want:  []string{out4 + ": open: Stage 1", out4 + ": other: Stage 1"},
+		},
+		{
 			name:  "ipv6 knocker",
 			doors: ssh(),
 			steps: []step{{0, "2001:db8::7 7000", 0, "2001:db8::1"}, {1, "2001:db8::7 8000", 0, "2001:db8::1"}, {2, "2001:db8::7 9000", 0, "2001:db8::1"}},
@@ -238,6 +292,27 @@ func TestMatcher(t *testing.T) {
 				t.Errorf("actions (-want +got):\n%s", diff)
 			}
 		})
+	}
+}
+
+// TestReloadWithOtherSourcesEndsAttempts: a door whose Source list
+// changes drops its attempts, which started under the old list.
+func TestReloadWithOtherSourcesEndsAttempts(t *testing.T) {
+	const a = "198.51.100.7"
+	lan := func(p string) *config.Door {
+		d := mkDoor("lan", "7000,8000,9000", 5)
+		d.Sources = []netip.Prefix{netip.MustParsePrefix(p)}
+		return d
+	}
+	m := New([]*config.Door{lan("198.51.100.0/24")}, Options{})
+	run(m, []step{{0, a + " 7000", 0, ""}, {1, a + " 8000", 0, ""}})
+	m.Reload([]*config.Door{lan("198.51.100.0/24")})
+	if st := m.Stats(); st.InProgress != 1 {
+		t.Fatalf("%d attempts after a reload with the same sources, want 1", st.InProgress)
+	}
+	m.Reload([]*config.Door{lan("198.51.100.0/25")})
+	if st := m.Stats(); st.InProgress != 0 {
+		t.Errorf("%d attempts after a reload with other sources, want 0", st.InProgress)
 	}
 }
 
