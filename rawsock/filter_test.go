@@ -344,7 +344,7 @@ func TestProgramFlagsFallback(t *testing.T) {
 	for i := range 1024 {
 		spec.Ports = append(spec.Ports, capture.Port{Proto: config.TCP, Port: uint16(2 + 61*i), Flags: []config.Flags{{Set: uint8(i % 64), Unset: uint8((i/64)%64) &^ uint8(i%64)}}})
 	}
-	withFlags, err := build(spec, true, true)
+	withFlags, err := build(spec, true, true, true)
 	if err != nil {
 		t.Fatal(err)
 	}
