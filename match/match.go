@@ -86,8 +86,8 @@ type Options struct {
 	// attempt (at stage 1) pushes out the oldest attempt at stage 1 of
 	// the address family (IPv4 or IPv6) that holds more of them, so that
 	// a stage-1 attempt outlives MaxAttempts-1 newer ones, less those
-	// further along, and a flood of one family cannot push out the other's
-	// knockers. An attempt further along is never pushed out: when all
+	// further along and the other family's, and a flood of one family
+	// cannot push out the other's knockers. An attempt further along is never pushed out: when all
 	// are, the new one is refused.
 	MaxAttempts int
 	// OneTime is called when a one-time door opens, before the Open
@@ -132,9 +132,8 @@ type attempt struct {
 	src   srcKey // the source address
 	start int64  // when the attempt started, in ns since Matcher.epoch
 	// link holds the attempt's places in two lists, oldest first: its
-	// timeout group's (byTimeout) and its stage's (byStage).
-	// The stage list holds only attempts at stage 1: those are the
-	// ones that make room for newcomers.
+	// timeout group's (byTimeout) and, while it is at stage 1, its
+	// family's stage-1 list (byStage), from which newcomers take room.
 	link    [2]links
 	srcNext int32 // next attempt of the same source, or the free list
 	door    int32
