@@ -184,21 +184,30 @@ func TestProgramSourcesFallback(t *testing.T) {
 		}
 		spec.Ports = append(spec.Ports, p)
 	}
-	full, err := build(spec, true, true, true)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(full) <= MaxInstructions {
-		t.Fatalf("the spec fits with source tests (%d instructions): the test needs a bigger one", len(full))
-	}
-	prog, err := program(spec, false)
-	if err != nil {
-		t.Fatal(err)
-	}
+	prog := fallbackProgram(t, spec)
 	if !runFilter(t, prog, ip6("2001:db8:ffff::1", b6, protoUDP, nil, udpHdr(1, 1000, nil))) {
 		t.Error("a packet from another source dropped though the sources are left to Go")
 	}
 	if runFilter(t, prog, ip6("2001:db8::1", b6, protoUDP, nil, udpHdr(1, 999, nil))) {
 		t.Error("a packet to another port accepted")
 	}
+}
+
+// fallbackProgram checks that spec is too big for a program with every
+// test in it, and returns the program without the prologue that program
+// builds in its place.
+func fallbackProgram(t *testing.T, spec capture.Spec) []bpf.Instruction {
+	t.Helper()
+	full, err := build(spec, true, true, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(full) <= MaxInstructions {
+		t.Fatalf("the spec fits with every test (%d instructions): the test needs a bigger one", len(full))
+	}
+	prog, err := program(spec, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return prog
 }

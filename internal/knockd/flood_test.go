@@ -8,13 +8,18 @@ import (
 	"github.com/knock-go/knock/internal/klog"
 )
 
-func TestFloodGateSummarisesEachKind(t *testing.T) {
+// testGate returns a flood gate that logs to the buffer.
+func testGate(t *testing.T) (*floodGate, *bytes.Buffer) {
 	var out bytes.Buffer
 	log, err := klog.New(klog.Options{Verbose: &out})
 	if err != nil {
 		t.Fatal(err)
 	}
-	g := newFloodGate(log)
+	return newFloodGate(log), &out
+}
+
+func TestFloodGateSummarisesEachKind(t *testing.T) {
+	g, out := testGate(t)
 	allowed := [chattyKinds]int{}
 	for i := 0; i < 500; i++ {
 		for kind := range chattyKinds {
@@ -37,12 +42,7 @@ func TestFloodGateSummarisesEachKind(t *testing.T) {
 }
 
 func TestFloodGateSummarisesEvictions(t *testing.T) {
-	var out bytes.Buffer
-	log, err := klog.New(klog.Options{Verbose: &out})
-	if err != nil {
-		t.Fatal(err)
-	}
-	g := newFloodGate(log)
+	g, out := testGate(t)
 	g.count(evictions, 1000)
 	g.count(evictions, 234)
 	g.close()
