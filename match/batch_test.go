@@ -300,6 +300,7 @@ func FuzzHandleBatch(f *testing.F) {
 		doors := []*config.Door{mkDoor("a", "7000,7001,7002", 2), mkDoor("b", "7001,7000", 1), mkDoor("c", "7002", 3)}
 		doors[1].Target = netip.MustParseAddr("203.0.113.9")
 		doors[1].Flags = config.Flags{Set: config.SYN, Unset: config.ACK}
+		doors[2].Sources = []netip.Prefix{netip.MustParsePrefix("198.51.100.0/30"), netip.MustParsePrefix("2001:db8::1/128")}
 		cap := 1 + int(max%8)
 		if max >= 128 {
 			cap = 1000 // never reached
