@@ -88,6 +88,15 @@ const (
 	MaxSequence = 32
 )
 
+// DefaultCommandLimit is how long a command may run when [options] sets
+// no CommandLimit (knockd 0.8 has none). A firewall command takes
+// milliseconds; one still running after a minute is stuck (iptables -w
+// waiting on a lock that is never released), and every second it holds
+// a slot delays other doors' commands. A minute leaves room for slow
+// scripts (a DNS lookup, a remote call) without letting a hung one keep
+// a slot for ever.
+const DefaultCommandLimit = 60 * time.Second
+
 // Door is one knock section of knockd.conf.
 type Door struct {
 	// Name is the section name, used in every log line about the door.
@@ -173,6 +182,9 @@ type Config struct {
 	// MaxCommands caps the commands running at once; 0 means the
 	// runner's default.
 	MaxCommands int
+	// CommandLimit is how long a start or stop command may run before
+	// its process group is killed; 0 means DefaultCommandLimit.
+	CommandLimit time.Duration
 	// Doors are the knock sections in file order.
 	Doors []*Door
 	// Warnings are problems that do not stop start-up, such as a door

@@ -134,19 +134,18 @@ func TestConfigs(t *testing.T) {
 		{
 			file: "configs/example.conf",
 			want: &Config{
-				LogFile: "/tmp/knockd-example-daemon.log",
 				Doors: []*Door{
-					with(door("open", 11, seq(7000, 8000, 9000)), func(d *Door) {
+					with(door("open", 12, seq(7000, 8000, 9000)), func(d *Door) {
 						d.SeqTimeout = 10 * time.Second
 						d.Flags = syn
-						d.StartCommand = `echo "$(date) open %IP%" >> /tmp/knockd-example.log`
+						d.StartCommand = `echo "$(date) open %IP%" >> /tmp/knockd-example-$(id -u).log`
 						d.CmdTimeout = 30 * time.Second
-						d.StopCommand = `echo "$(date) close %IP% (timeout)" >> /tmp/knockd-example.log`
+						d.StopCommand = `echo "$(date) close %IP% (timeout)" >> /tmp/knockd-example-$(id -u).log`
 					}),
-					with(door("close", 20, seq(9000, 8000, 7000)), func(d *Door) {
+					with(door("close", 21, seq(9000, 8000, 7000)), func(d *Door) {
 						d.SeqTimeout = 10 * time.Second
 						d.Flags = syn
-						d.StartCommand = `echo "$(date) close %IP%" >> /tmp/knockd-example.log`
+						d.StartCommand = `echo "$(date) close %IP%" >> /tmp/knockd-example-$(id -u).log`
 					}),
 				},
 			},

@@ -65,6 +65,9 @@ func NextOneTime(path string, from int64) (seq []Knock, off int64, line int, err
 				// Blank, used or commented out.
 			default:
 				seq, perr := ParseSequence(string(trimmed))
+				if _, ok := sequence08(cTrim(string(text))); perr != nil && !ok {
+					perr = with08(perr, "skipped this line")
+				}
 				if perr != nil {
 					return fail(n, perr.Error(), perr)
 				}

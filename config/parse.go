@@ -120,16 +120,22 @@ func scan(path string, data []byte) ([]*section, *Error) {
 				return fail(n, "", `unexpected text after "]": a section header is [name] alone on its line`)
 			}
 			name := strings.TrimSpace(t[1:end])
+			// knockd 0.8 takes the text between the first and the last
+			// byte as the name.
+			as08 := fmt.Sprintf("; knockd 0.8 would have named the door %q", t[1:end])
 			if name == "" {
-				return fail(n, "", "empty section name: write [options], or a door name such as [openSSH]")
+				if t[1:end] == "" {
+					as08 = ""
+				}
+				return fail(n, "", "empty section name: write [options], or a door name such as [openSSH]"+as08)
 			}
 			if strings.ContainsAny(name, "[]") {
-				return fail(n, "", fmt.Sprintf("section name %q may not contain [ or ]", name))
+				return fail(n, "", fmt.Sprintf("section name %q may not contain [ or ]", name)+as08)
 			}
 			s := &section{name: name, line: n, options: strings.EqualFold(name, "options")}
 			if !s.options {
 				if prev, ok := doors[name]; ok {
-					return fail(n, name, fmt.Sprintf("door %q is already defined at line %d: give each door a name of its own", name, prev))
+					return fail(n, name, fmt.Sprintf("door %q is already defined at line %d: give each door a name of its own; knockd 0.8 would have run both doors, under the one name", name, prev))
 				}
 				doors[name] = n
 			}
@@ -268,6 +274,7 @@ var keyDefs = map[string]keyDef{
 	"statedir":           {"StateDir", "statedir", optionKey, "/var/lib/knockd"},
 	"maxattempts":        {"MaxAttempts", "maxattempts", optionKey, "10000"},
 	"maxcommands":        {"MaxCommands", "maxcommands", optionKey, "16"},
+	"commandlimit":       {"CommandLimit", "commandlimit", optionKey, "60"},
 	"sequence":           {"Sequence", "sequence", doorKey, "7000,8000:udp,9000"},
 	"one_time_sequences": {"One_Time_Sequences", "one_time_sequences", doorKey, "/etc/knockd/sequences.seq"},
 	"seq_timeout":        {"Seq_Timeout", "seq_timeout", doorKey, "25"},
@@ -345,9 +352,18 @@ func (b *builder) entry(s *section, ds *doorState, e entry) *Error {
 	}
 	switch {
 	case def.kind == doorKey && s.options:
-		return fail(def.name, "this key belongs in a door section (such as [openSSH]), not in [options]")
+		as08 := ""
+		if s.name != "options" {
+			// knockd 0.8 knows [options] in lower case only.
+			as08 = fmt.Sprintf("; knockd 0.8 would have read [%s] as a door of that name", s.name)
+		}
+		return fail(def.name, "this key belongs in a door section (such as [openSSH]), not in [options]%s", as08)
 	case def.kind == optionKey && !s.options:
-		return fail(def.name, "this key belongs in the [options] section, not in a door section")
+		as08 := ""
+		if def.id == "usesyslog" && e.bare {
+			as08 = "; knockd 0.8 would have turned syslog on all the same"
+		}
+		return fail(def.name, "this key belongs in the [options] section, not in a door section%s", as08)
 	case def.id == "usesyslog":
 		if !e.bare {
 			return fail(def.name, "takes no value: write UseSyslog alone on its line")
@@ -355,7 +371,11 @@ func (b *builder) entry(s *section, ds *doorState, e entry) *Error {
 		b.cfg.UseSyslog = true
 		return nil
 	case e.bare || e.raw == "":
-		return fail(def.name, "no value: write %s = %s", def.name, def.example)
+		var err error = fmt.Errorf("no value: write %s = %s", def.name, def.example)
+		if !e.bare {
+			err = with08(err, emptyValue08(def.id))
+		}
+		return fail(def.name, "%s", err)
 	}
 	v := e.value()
 
@@ -373,6 +393,12 @@ func (b *builder) entry(s *section, ds *doorState, e entry) *Error {
 		b.cfg.MaxAttempts, err = parsePositive(v)
 	case "maxcommands":
 		b.cfg.MaxCommands, err = parsePositive(v)
+	case "commandlimit":
+		var sec int64
+		if sec, err = parseSeconds(v); err == nil && sec == 0 {
+			err = fmt.Errorf("0 seconds would kill every command at once: give at least 1 (the default is %d)", int(DefaultCommandLimit/time.Second))
+		}
+		b.cfg.CommandLimit = time.Duration(sec) * time.Second
 
 	case "sequence":
 		ds.d.Sequence, err = ParseSequence(v)
@@ -385,10 +411,12 @@ func (b *builder) entry(s *section, ds *doorState, e entry) *Error {
 		if sec, err = parseSeconds(v); err == nil && sec == 0 {
 			err = fmt.Errorf("0 seconds would never let a sequence complete: give at least 1 (the default is %d)", int(DefaultSeqTimeout/time.Second))
 		}
+		err = with08(err, seconds08(v, true))
 		ds.d.SeqTimeout = time.Duration(sec) * time.Second
 	case "cmd_timeout":
 		var sec int64
 		sec, err = parseSeconds(v)
+		err = with08(err, seconds08(v, false))
 		ds.d.CmdTimeout = time.Duration(sec) * time.Second
 	case "tcpflags":
 		var f Flags
@@ -402,6 +430,8 @@ func (b *builder) entry(s *section, ds *doorState, e entry) *Error {
 				err = fmt.Errorf("with the TCPFlags lines above, %w", err)
 			}
 		}
+		// 0.8 accepts only a flag both required and excluded.
+		err = with08(err, flagsAs08(ds.d.Flags, v))
 	case "start_command":
 		ds.d.StartCommand = v
 	case "start_command_6":
@@ -442,7 +472,11 @@ func (b *builder) endDoor(ds *doorState) *Error {
 		if line == ds.otsLine {
 			key = ds.otsKey
 		}
-		return fail(line, key, "a door has either a Sequence (line %d) or One_Time_Sequences (line %d), not both: remove one", ds.seqLine, ds.otsLine)
+		as08 := "used the Sequence until the first opening, then the lines of the one-time file"
+		if line == ds.otsLine {
+			as08 = "used the one-time file and ignored the Sequence"
+		}
+		return fail(line, key, "a door has either a Sequence (line %d) or One_Time_Sequences (line %d), not both: remove one; knockd 0.8 would have %s", ds.seqLine, ds.otsLine, as08)
 	case ds.otsLine != 0:
 		seq, off, err := b.readOneTime(d.OneTimeFile)
 		if err != nil {

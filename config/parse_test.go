@@ -162,6 +162,10 @@ func TestParseErrors(t *testing.T) {
 			2, "options", "MaxAttempts", `"many" is not a whole number`},
 		{"zero MaxCommands", "[options]\nMaxCommands = 0\n",
 			2, "options", "MaxCommands", "0 is out of range: give a number from 1 to"},
+		{"zero CommandLimit", "[options]\nCommandLimit = 0\n",
+			2, "options", "CommandLimit", "0 seconds would kill every command at once"},
+		{"bad CommandLimit", "[options]\nCommandLimit = 1m\n",
+			2, "options", "CommandLimit", `"1m" is not a whole number of seconds`},
 
 		// One-time sequences.
 		{"missing one-time file", "[openHello]\n\none_time_sequences = $DIR/nope.seq\n",
@@ -366,10 +370,10 @@ func TestParse(t *testing.T) {
 		{
 			name: "options and extensions",
 			conf: "[options]\nUseSyslog\nLogFile = /var/log/knockd.log\nPidFile = /run/knockd.pid\n" +
-				"Interface = eth0\nStateDir = /var/lib/knockd\nMaxAttempts = 5000\nMaxCommands = 4\n",
+				"Interface = eth0\nStateDir = /var/lib/knockd\nMaxAttempts = 5000\nMaxCommands = 4\nCommandLimit = 30\n",
 			want: &Config{
 				UseSyslog: true, LogFile: "/var/log/knockd.log", PidFile: "/run/knockd.pid",
-				Interface: "eth0", StateDir: "/var/lib/knockd", MaxAttempts: 5000, MaxCommands: 4,
+				Interface: "eth0", StateDir: "/var/lib/knockd", MaxAttempts: 5000, MaxCommands: 4, CommandLimit: 30 * time.Second,
 			},
 		},
 		{
@@ -496,7 +500,7 @@ func TestSuggest(t *testing.T) {
 		{"usesyslogs", true, " (did you mean UseSyslog?)"},
 		{"pid_file", true, " (did you mean PidFile?)"},
 		{"logfile_", false, " (did you mean LogFile?)"},
-		{"xyzzy", true, "; the keys of [options] are Interface, LogFile, MaxAttempts, MaxCommands, PidFile, StateDir, UseSyslog"},
+		{"xyzzy", true, "; the keys of [options] are CommandLimit, Interface, LogFile, MaxAttempts, MaxCommands, PidFile, StateDir, UseSyslog"},
 	}
 	for _, tt := range tests {
 		if got := suggest(tt.key, tt.options); got != tt.want {

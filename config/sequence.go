@@ -11,8 +11,17 @@ import (
 // A knock without a protocol is TCP; the protocol is case-insensitive and
 // spaces around items are ignored. Where knockd 0.8 silently read junk as
 // port 0 or dropped it ("abc", a trailing comma, "7000 8000"), this returns
-// an error that says what is wrong and what would be right.
+// an error that says what is wrong and what would be right, and how
+// knockd 0.8 would have read it.
 func ParseSequence(s string) ([]Knock, error) {
+	seq, err := parseSequence(s)
+	if err != nil {
+		return nil, with08(err, sequenceAs08(cTrim(s)))
+	}
+	return seq, nil
+}
+
+func parseSequence(s string) ([]Knock, error) {
 	if strings.TrimSpace(s) == "" {
 		return nil, errors.New("empty sequence: give at least one port, for example 7000,8000:udp,9000")
 	}

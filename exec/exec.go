@@ -14,6 +14,7 @@ import (
 	"os"
 	osexec "os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -28,6 +29,11 @@ const (
 	DefaultMaxQueued  = 1024
 )
 
+// closeGrace is how long a command may still run once Close has been
+// called, whatever CommandLimit says: a shutdown must not wait a minute
+// for hung commands.
+const closeGrace = 5 * time.Second
+
 // Options configure a Runner. The zero value runs commands through
 // /bin/sh with no durable state.
 type Options struct {
@@ -36,16 +42,31 @@ type Options struct {
 	Logf func(format string, args ...any)
 	// Shell runs each command as Shell -c CMD; empty means /bin/sh.
 	Shell string
-	// MaxRunning caps the commands running at once; 0 means
-	// DefaultMaxRunning.
+	// MaxRunning caps the start commands running at once, and
+	// separately the stop commands, so that start commands can never
+	// keep a stop command from running; 0 means DefaultMaxRunning.
+	// Beyond it, a door with none of its start (or stop) commands
+	// running may still run one, so that one door's storm or hung
+	// commands never hold up another door.
 	MaxRunning int
-	// MaxQueued caps the start commands waiting for a slot; 0 means
-	// DefaultMaxQueued. A start command beyond it is not run, and is
-	// logged and counted. Stop commands always run.
+	// MaxQueued caps the start commands of one door waiting for a slot;
+	// 0 means DefaultMaxQueued. A start command beyond it is not run,
+	// and is counted and logged once a second per door. Stop commands
+	// always run.
 	MaxQueued int
-	// StateDir holds one file per pending stop command. Empty means stop
-	// commands are kept in memory only.
+	// CommandLimit is how long a command may run before its process
+	// group is killed; 0 means config.DefaultCommandLimit.
+	CommandLimit time.Duration
+	// StateDir holds one file per pending stop command, and the lock
+	// that keeps a second Runner (another daemon) from using it at the
+	// same time. Empty means stop commands are kept in memory only.
 	StateDir string
+	// StateIfPresent makes StateDir optional: it is used only when it
+	// already exists and is usable (so that stop commands an earlier run
+	// left pending still run), and never created. It is for a
+	// configuration without stop commands, which needs no state and must
+	// start where no directory can be written.
+	StateIfPresent bool
 	// Stdout and Stderr receive the commands' output; nil discards it.
 	Stdout, Stderr io.Writer
 }
@@ -56,23 +77,63 @@ type Stats struct {
 	Waiting  int64  // start commands waiting for a slot
 	Pending  int64  // stop commands not yet run
 	Started  uint64 // commands started
-	Rejected uint64 // start commands not run because the queue was full
+	Rejected uint64 // start commands not run because their door's queue was full
+	Dropped  uint64 // start commands not run because the runner closed first
+	Killed   uint64 // commands killed for running past CommandLimit
 	Failed   uint64 // commands that could not start or exited non-zero
 }
 
 // Runner runs commands. Its methods are safe for concurrent use.
+//
+// Start commands wait in one queue per door, and the doors with waiting
+// work take turns; a door with nothing running never waits for a slot,
+// so that a storm of openings on one door does not delay the others'
+// commands. Stop commands have slots of their own.
 type Runner struct {
 	opts Options
-	sem  chan struct{}
 	wg   sync.WaitGroup
 
-	mu      sync.Mutex
-	pending map[*pending]struct{}
-	closed  bool
+	lock       *os.File // held on StateDir's lock file while the Runner lives
+	memoryOnly sync.Once
+
+	mu          sync.Mutex
+	maxRunning  int
+	limit       time.Duration // CommandLimit
+	queues      map[string]*doorQueue
+	turns       []*doorQueue // doors with start commands waiting, in turn
+	startsBusy  int
+	stops       []*pending // stop commands due, waiting for a slot
+	stopsBusy   int
+	stopDoors   map[string]int // stop commands running, by door
+	pending     map[*pending]struct{}
+	closed      bool
+	closedAt    time.Time
+	closing     chan struct{} // closed by Close
+	summaryDue  *time.Timer   // logs refusals; set while some are counted
+	summaryDoor []string      // doors with refusals counted, in order
 
 	seq                       atomic.Uint64
 	running, waiting, pendN   atomic.Int64
 	started, rejected, failed atomic.Uint64
+	dropped, killed           atomic.Uint64
+}
+
+// doorQueue is one door's start commands waiting for a slot.
+type doorQueue struct {
+	name    string
+	jobs    []*job
+	turn    bool // in Runner.turns
+	running int  // its start commands running
+	refused int  // since the last summary
+}
+
+// job is an opening whose start command has not run yet. It costs no
+// disk write until it gets its slot.
+type job struct {
+	door        string
+	start, stop string
+	label       string
+	due         time.Time
 }
 
 // pending is a stop command waiting for its time.
@@ -85,8 +146,9 @@ type pending struct {
 }
 
 // record is what a state file holds, as one JSON line. After the line,
-// the stop command itself appends a marker as it starts, so that a
-// restarted daemon knows whether it already ran.
+// the daemon appends the start command's process group ("P<pgid>\n")
+// once it runs, and the stop command itself appends a marker as it
+// starts, so that a restarted daemon knows whether it already ran.
 type record struct {
 	Door  string    `json:"door"`
 	Label string    `json:"label"` // the knocker as log lines name it
@@ -103,9 +165,23 @@ func started(data []byte) bool {
 	return ok && bytes.Contains(rest, []byte(startedMarker))
 }
 
-// New returns a Runner. With a StateDir it creates the directory and
-// checks that it can write there, so that a daemon that could not keep
-// its promises stops at start-up.
+// startGroup returns the process group of a record's start command, or 0.
+func startGroup(data []byte) int {
+	_, rest, _ := bytes.Cut(data, []byte("\n"))
+	for _, l := range bytes.Split(rest, []byte("\n")) {
+		if n, ok := bytes.CutPrefix(l, []byte("P")); ok {
+			if pgid, err := strconv.Atoi(string(n)); err == nil {
+				return pgid
+			}
+		}
+	}
+	return 0
+}
+
+// New returns a Runner. With a StateDir it creates the directory, checks
+// that no one else can write there, and locks it, so that a daemon that
+// could not keep its promises, or would share its state with another,
+// stops at start-up.
 func New(opts Options) (*Runner, error) {
 	if opts.Shell == "" {
 		opts.Shell = "/bin/sh"
@@ -116,6 +192,9 @@ func New(opts Options) (*Runner, error) {
 	if opts.MaxQueued <= 0 {
 		opts.MaxQueued = DefaultMaxQueued
 	}
+	if opts.CommandLimit <= 0 {
+		opts.CommandLimit = config.DefaultCommandLimit
+	}
 	if opts.Logf == nil {
 		opts.Logf = func(string, ...any) {}
 	}
@@ -125,81 +204,245 @@ func New(opts Options) (*Runner, error) {
 	if opts.Stderr == nil {
 		opts.Stderr = io.Discard
 	}
-	r := &Runner{opts: opts, sem: make(chan struct{}, opts.MaxRunning), pending: map[*pending]struct{}{}}
-	if opts.StateDir != "" {
-		if err := os.MkdirAll(opts.StateDir, 0o700); err != nil {
-			return nil, fmt.Errorf("exec: creating state directory: %w", err)
+	r := &Runner{opts: opts, maxRunning: opts.MaxRunning, limit: opts.CommandLimit, queues: map[string]*doorQueue{}, stopDoors: map[string]int{},
+		pending: map[*pending]struct{}{}, closing: make(chan struct{})}
+	if opts.StateDir != "" && opts.StateIfPresent {
+		if fi, err := os.Stat(opts.StateDir); err != nil || !fi.IsDir() {
+			r.opts.StateDir = ""
 		}
-		probe, err := os.CreateTemp(opts.StateDir, ".probe-*")
-		if err != nil {
-			return nil, fmt.Errorf("exec: state directory %s is not writable: %w", opts.StateDir, err)
+	}
+	if r.opts.StateDir != "" {
+		if err := r.openState(); err != nil {
+			if !opts.StateIfPresent {
+				return nil, err
+			}
+			opts.Logf("warning: not using state directory %s, which no stop command needs: %v", opts.StateDir, err)
+			r.opts.StateDir = ""
 		}
-		probe.Close()
-		os.Remove(probe.Name())
 	}
 	return r, nil
+}
+
+// stateAdvice says how to give the daemon a state directory.
+const stateAdvice = "set StateDir in [options], --state-dir, or StateDirectory= in the systemd unit, to a directory this user owns and can write"
+
+// openState creates StateDir, checks that it is this user's alone and
+// writable, and takes its lock.
+func (r *Runner) openState() error {
+	dir := r.opts.StateDir
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("exec: creating state directory: %w (%s)", err, stateAdvice)
+	}
+	if err := checkStateDir(dir); err != nil {
+		return err
+	}
+	probe, err := os.CreateTemp(dir, ".probe-*")
+	if err != nil {
+		return fmt.Errorf("exec: state directory %s is not writable: %w (%s)", dir, err, stateAdvice)
+	}
+	probe.Close()
+	os.Remove(probe.Name())
+	r.lock, err = lockState(dir)
+	return err
 }
 
 // Stats returns the runner's counters.
 func (r *Runner) Stats() Stats {
 	return Stats{Running: r.running.Load(), Waiting: r.waiting.Load(), Pending: r.pendN.Load(),
-		Started: r.started.Load(), Rejected: r.rejected.Load(), Failed: r.failed.Load()}
+		Started: r.started.Load(), Rejected: r.rejected.Load(), Dropped: r.dropped.Load(),
+		Killed: r.killed.Load(), Failed: r.failed.Load()}
 }
 
-// Open runs door d's start command for the knocker src, and schedules its
-// stop command Cmd_Timeout after now. label is how log lines name the
-// knocker ("IP" or "IP (host)"). The stop command is on disk before the
-// start command runs.
+// SetLimits changes MaxRunning and CommandLimit, as a reload of
+// MaxCommands and CommandLimit does; 0 means the default. Commands
+// already running keep the limit they started with.
+func (r *Runner) SetLimits(maxRunning int, commandLimit time.Duration) {
+	if maxRunning <= 0 {
+		maxRunning = DefaultMaxRunning
+	}
+	if commandLimit <= 0 {
+		commandLimit = config.DefaultCommandLimit
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.maxRunning, r.limit = maxRunning, commandLimit
+	r.dispatch()
+}
+
+// commandLimit returns the CommandLimit now.
+func (r *Runner) commandLimit() time.Duration {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.limit
+}
+
+// Open queues door d's start command for the knocker src, with its stop
+// command due Cmd_Timeout after now. label is how log lines name the
+// knocker ("IP" or "IP (host)"). Open never waits for the disk: the stop
+// command is recorded when the start command gets its slot, before it
+// runs.
 func (r *Runner) Open(d *config.Door, src netip.Addr, label string, now time.Time) {
 	start, stop := d.Commands(src)
 	if start == "" {
 		return
 	}
-	var p *pending
+	j := &job{door: d.Name, start: start, label: label}
 	if stop != "" {
-		p = &pending{rec: record{Door: d.Name, Label: label, Cmd: stop, Due: now.Add(d.CmdTimeout)},
-			startDone: make(chan struct{})}
-		if err := r.record(p); err != nil {
-			r.opts.Logf("%s: cannot record the stop command, so the start command does not run: %v", d.Name, err)
-			r.failed.Add(1)
-			return
+		j.stop, j.due = stop, now.Add(d.CmdTimeout)
+		if r.opts.StateDir == "" && r.opts.StateIfPresent {
+			r.memoryOnly.Do(func() {
+				r.opts.Logf("warning: no state directory (the configuration had no stop command at start): " +
+					"stop commands are kept in memory only, and a crash would leave their openings; restart to keep them on disk")
+			})
 		}
 	}
 	r.mu.Lock()
+	defer r.mu.Unlock()
 	if r.closed {
-		r.mu.Unlock()
-		if p != nil {
-			close(p.startDone)
-			r.removeRecord(p)
-		}
+		r.dropped.Add(1)
 		return
 	}
-	if r.waiting.Load() >= int64(r.opts.MaxQueued) {
-		r.mu.Unlock()
+	q := r.queues[d.Name]
+	if q == nil {
+		q = &doorQueue{name: d.Name}
+		r.queues[d.Name] = q
+	}
+	if len(q.jobs) >= r.opts.MaxQueued {
 		r.rejected.Add(1)
-		r.opts.Logf("%s: %d commands already waiting, not running: %s", d.Name, r.opts.MaxQueued, start)
-		if p != nil {
-			close(p.startDone)
-			r.removeRecord(p)
+		if q.refused == 0 {
+			r.summaryDoor = append(r.summaryDoor, q.name)
+		}
+		q.refused++
+		if r.summaryDue == nil {
+			r.summaryDue = time.AfterFunc(time.Second, r.summarise)
 		}
 		return
 	}
+	q.jobs = append(q.jobs, j)
 	r.waiting.Add(1)
-	if p != nil {
-		r.schedule(p)
+	if !q.turn {
+		q.turn = true
+		r.turns = append(r.turns, q)
 	}
-	r.wg.Add(1)
-	r.mu.Unlock()
-	go func() {
-		defer r.wg.Done()
-		r.sem <- struct{}{}
-		r.waiting.Add(-1)
-		r.run(d.Name, start, nil)
-		<-r.sem
-		if p != nil {
-			close(p.startDone)
+	r.dispatch()
+}
+
+// summarise logs, per door, the start commands refused since the last
+// summary.
+func (r *Runner) summarise() {
+	r.mu.Lock()
+	var lines []string
+	for _, name := range r.summaryDoor {
+		if q := r.queues[name]; q != nil && q.refused > 0 {
+			lines = append(lines, fmt.Sprintf("%s: %d start commands refused in the last second: queue full", name, q.refused))
+			q.refused = 0
 		}
+	}
+	r.summaryDoor, r.summaryDue = nil, nil
+	// Queues of doors with nothing waiting are not kept: doors come and
+	// go with reloads.
+	for name, q := range r.queues {
+		if len(q.jobs) == 0 && !q.turn && q.running == 0 {
+			delete(r.queues, name)
+		}
+	}
+	r.mu.Unlock()
+	for _, l := range lines {
+		r.opts.Logf("%s", l)
+	}
+}
+
+// dispatch starts what the free slots allow: start commands door by door
+// in turn, stop commands in the order they came due. Beyond the slots, a
+// door with no command of the kind running may always start one, so that
+// a storm on one door, or hung commands, never make another door wait:
+// at most MaxRunning plus one per door run at once. r.mu must be held.
+func (r *Runner) dispatch() {
+	for {
+		i := 0
+		for i < len(r.turns) && r.startsBusy >= r.maxRunning && r.turns[i].running > 0 {
+			i++
+		}
+		if i == len(r.turns) {
+			break
+		}
+		q := r.turns[i]
+		r.turns = append(r.turns[:i], r.turns[i+1:]...)
+		j := q.jobs[0]
+		q.jobs[0] = nil
+		q.jobs = q.jobs[1:]
+		if len(q.jobs) > 0 {
+			r.turns = append(r.turns, q)
+		} else {
+			q.turn, q.jobs = false, nil
+		}
+		r.waiting.Add(-1)
+		r.startsBusy++
+		q.running++
+		r.wg.Add(1)
+		go r.runStart(q, j)
+	}
+	for {
+		i := 0
+		for i < len(r.stops) && r.stopsBusy >= r.maxRunning && r.stopDoors[r.stops[i].rec.Door] > 0 {
+			i++
+		}
+		if i == len(r.stops) {
+			break
+		}
+		p := r.stops[i]
+		r.stops = append(r.stops[:i], r.stops[i+1:]...)
+		r.stopsBusy++
+		r.stopDoors[p.rec.Door]++
+		r.wg.Add(1)
+		go r.runStop(p)
+	}
+}
+
+// runStart records j's stop command, then runs its start command holding
+// the record's lock, so that a daemon restarted after a crash runs the
+// stop command only once the start command has ended.
+func (r *Runner) runStart(q *doorQueue, j *job) {
+	defer r.wg.Done()
+	defer func() {
+		r.mu.Lock()
+		r.startsBusy--
+		q.running--
+		r.dispatch()
+		r.mu.Unlock()
 	}()
+	if j.stop == "" {
+		r.run(j.door, j.start, nil, false)
+		return
+	}
+	p := &pending{rec: record{Door: j.door, Label: j.label, Cmd: j.stop, Due: j.due}, startDone: make(chan struct{})}
+	defer close(p.startDone)
+	var f *os.File
+	err := r.record(p)
+	if err == nil && p.path != "" {
+		if f, err = openRecord(p.path); err == nil {
+			if ok, lerr := tryLock(f); !ok {
+				f.Close()
+				err = errors.Join(errors.New("locked by another process"), lerr)
+			}
+		}
+		if err != nil {
+			r.removeRecord(p)
+		}
+	}
+	if err != nil {
+		r.opts.Logf("%s: cannot record the stop command, so the start command does not run: %v", j.door, err)
+		r.failed.Add(1)
+		return
+	}
+	r.mu.Lock()
+	closed := r.closed
+	r.schedule(p)
+	r.mu.Unlock()
+	if closed {
+		r.fire(p, false)
+	}
+	r.run(j.door, j.start, f, false)
 }
 
 // schedule arms p's timer. r.mu must be held.
@@ -209,7 +452,7 @@ func (r *Runner) schedule(p *pending) {
 	p.timer = time.AfterFunc(time.Until(p.rec.Due), func() { r.fire(p, true) })
 }
 
-// fire runs p's stop command once: when its time comes, or at Close.
+// fire queues p's stop command once: when its time comes, or at Close.
 func (r *Runner) fire(p *pending, timedOut bool) {
 	r.mu.Lock()
 	if p.fired {
@@ -222,69 +465,148 @@ func (r *Runner) fire(p *pending, timedOut bool) {
 	r.mu.Unlock()
 	go func() {
 		defer r.wg.Done()
-		defer r.pendN.Add(-1)
 		// The stop command undoes the start command: never overtake it.
 		<-p.startDone
 		if timedOut {
 			r.opts.Logf("%s: %s: command timeout", p.rec.Label, p.rec.Door)
 		}
-		r.sem <- struct{}{}
-		r.runStop(p)
-		<-r.sem
+		r.mu.Lock()
+		r.stops = append(r.stops, p)
+		r.dispatch()
+		r.mu.Unlock()
 	}()
+}
+
+// deadline returns when a wait begun at since must give up: after
+// CommandLimit, or closeGrace after Close.
+func (r *Runner) deadline(since time.Time) time.Time {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	d := since.Add(r.limit)
+	if r.closed {
+		if c := r.closedAt.Add(closeGrace); c.Before(d) {
+			d = c
+		}
+	}
+	return d
 }
 
 // runStop runs the stop command so that it runs once even if this process
 // dies at any moment: the state file stays locked by the command while it
-// runs, and the command marks the file before doing anything else. A
+// starts, and the command marks the file before doing anything else. A
 // restarted daemon waits for the lock and then sees the mark.
 func (r *Runner) runStop(p *pending) {
+	defer r.wg.Done()
+	defer func() {
+		r.pendN.Add(-1)
+		r.mu.Lock()
+		r.stopsBusy--
+		if r.stopDoors[p.rec.Door]--; r.stopDoors[p.rec.Door] == 0 {
+			delete(r.stopDoors, p.rec.Door)
+		}
+		r.dispatch()
+		r.mu.Unlock()
+	}()
 	if p.path == "" {
-		r.run(p.rec.Door, p.rec.Cmd, nil)
+		r.run(p.rec.Door, p.rec.Cmd, nil, true)
 		return
 	}
-	f, err := os.OpenFile(p.path, os.O_RDWR|os.O_APPEND, 0)
+	f, err := openRecord(p.path)
 	if errors.Is(err, os.ErrNotExist) {
-		// Removed once its stop command ran: by another process
-		// sharing the state directory.
+		// A record gone is one whose stop command ran.
 		return
 	}
 	if err != nil {
-		r.opts.Logf("%s: cannot open the record of the stop command (%v); running it anyway", p.rec.Door, err)
-		r.run(p.rec.Door, p.rec.Cmd, nil)
+		// What runs is the command kept in memory, never the file's.
+		r.opts.Logf("%s: cannot use the record of the stop command (%v); running it anyway", p.rec.Door, err)
+		r.run(p.rec.Door, p.rec.Cmd, nil, true)
 		return
 	}
 	defer f.Close()
-	if err := lockFile(f); err != nil {
-		r.opts.Logf("%s: cannot lock the record of the stop command (%v); running it anyway", p.rec.Door, err)
-	} else if data, err := os.ReadFile(p.path); err == nil && started(data) {
-		// Another process sharing the state directory ran it.
+	since := time.Now()
+	if ok, err := waitLock(f, func() time.Time { return r.deadline(since) }); !ok {
+		r.opts.Logf("%s: cannot lock the record of the stop command (%v); running it anyway", p.rec.Door, errors.Join(errors.New("held by another process"), err))
+	} else if data, err := io.ReadAll(io.NewSectionReader(f, 0, 1<<20)); err == nil && started(data) {
 		r.removeRecord(p)
 		return
 	}
-	r.run(p.rec.Door, p.rec.Cmd, f)
+	r.run(p.rec.Door, p.rec.Cmd, f, true)
 	r.removeRecord(p)
 }
 
-// run runs cmd through the shell and waits for it. With a state file,
-// the shell first writes the started marker on it (as descriptor 3).
-func (r *Runner) run(door, cmdline string, state *os.File) {
+// run runs cmd through the shell and waits for it, or kills its process
+// group when it runs past CommandLimit (or closeGrace after Close). With
+// a state file, a stop command's shell first writes the started marker
+// on it (as descriptor 3); a start command's outer shell keeps it open,
+// and so the record locked, until the command has ended, while the
+// command itself and what it leaves running do not inherit it. run
+// closes the state file of a start command.
+func (r *Runner) run(door, cmdline string, state *os.File, stop bool) {
 	r.opts.Logf("%s: running command: %s", door, cmdline)
-	script := cmdline
+	args := []string{"-c", cmdline}
 	var extra []*os.File
-	if state != nil {
-		script = "printf " + startedMarker + " >&3; exec 3>&-\n" + cmdline
+	switch {
+	case state != nil && stop:
+		args = []string{"-c", "printf " + startedMarker + " >&3; exec 3>&-\n" + cmdline}
+		extra = []*os.File{state}
+	case state != nil:
+		defer state.Close()
+		// Not the script's last command, so that no shell replaces
+		// itself with it (and drops the lock with descriptor 3).
+		args = []string{"-c", `"$1" -c "$2" 3>&-; exit $?`, "knockd", r.opts.Shell, cmdline}
 		extra = []*os.File{state}
 	}
-	c := osexec.Command(r.opts.Shell, "-c", script)
+	c := osexec.Command(r.opts.Shell, args...)
 	c.Stdout, c.Stderr = r.opts.Stdout, r.opts.Stderr
 	c.ExtraFiles = extra
 	// Its own session, as knockd does: a Ctrl-C meant for the daemon
-	// must not kill a firewall command half way.
+	// must not kill a firewall command half way. Its process group is
+	// what CommandLimit kills.
 	c.SysProcAttr = sysProcAttr()
+	// Output copied through a pipe must not keep Wait waiting on what
+	// the command left running.
+	c.WaitDelay = time.Second
+	began := time.Now()
+	if err := c.Start(); err != nil {
+		r.failed.Add(1)
+		r.opts.Logf("%s: error: command could not start: %v", door, err)
+		return
+	}
 	r.running.Add(1)
 	r.started.Add(1)
-	err := c.Run()
+	if state != nil && !stop {
+		// Best effort, for a restarted daemon that must end a start
+		// command that outlived its limit.
+		fmt.Fprintf(state, "P%d\n", c.Process.Pid)
+		state.Close()
+	}
+	done := make(chan error, 1)
+	go func() { done <- c.Wait() }()
+	limitFor := r.commandLimit()
+	limit := time.NewTimer(limitFor)
+	defer limit.Stop()
+	closing := r.closing
+	var err error
+	for waiting := true; waiting; {
+		select {
+		case err = <-done:
+			waiting = false
+		case <-closing:
+			closing = nil
+			if left := time.Until(began.Add(limitFor)); left > closeGrace {
+				limit.Reset(closeGrace)
+			}
+		case <-limit.C:
+			r.killed.Add(1)
+			ran := time.Since(began).Round(time.Second)
+			if stop {
+				r.opts.Logf("%s: stop command still running after %v, killed; what it was to close may still be open: %s", door, ran, cmdline)
+			} else {
+				r.opts.Logf("%s: start command still running after %v, killed: %s", door, ran, cmdline)
+			}
+			killGroup(c.Process.Pid)
+		}
+	}
 	r.running.Add(-1)
 	var exit *osexec.ExitError
 	switch {
@@ -294,21 +616,41 @@ func (r *Runner) run(door, cmdline string, state *os.File) {
 		r.opts.Logf("%s: command returned non-zero status code (%d)", door, exitCode(exit))
 	default:
 		r.failed.Add(1)
-		r.opts.Logf("%s: error: command could not start: %v", door, err)
+		r.opts.Logf("%s: error: command could not be waited for: %v", door, err)
 	}
 }
 
-// Close runs every pending stop command now, without waiting for its
-// time, and waits for all commands to end or ctx to be done. Commands
-// asked for after Close are not run.
+// Close drops the start commands that have not started (counted in the
+// log), runs every pending stop command now, without waiting for its
+// time, and waits for all commands to end or ctx to be done. A command
+// still running closeGrace after Close is killed. Commands asked for
+// after Close are not run.
 func (r *Runner) Close(ctx context.Context) error {
 	r.mu.Lock()
-	r.closed = true
+	if !r.closed {
+		r.closed, r.closedAt = true, time.Now()
+		close(r.closing)
+	}
+	n := 0
+	for _, q := range r.turns {
+		n += len(q.jobs)
+		q.jobs, q.turn = nil, false
+	}
+	r.turns = nil
+	r.waiting.Add(-int64(n))
+	r.dropped.Add(uint64(n))
 	var ps []*pending
 	for p := range r.pending {
 		ps = append(ps, p)
 	}
+	if r.summaryDue != nil {
+		r.summaryDue.Stop()
+	}
 	r.mu.Unlock()
+	r.summarise()
+	if n > 0 {
+		r.opts.Logf("%d start commands not run: shutting down", n)
+	}
 	for _, p := range ps {
 		// A recovered record still being read (no timer yet) is fired
 		// by recoverOne, which sees closed.
@@ -323,9 +665,21 @@ func (r *Runner) Close(ctx context.Context) error {
 	go func() { r.wg.Wait(); close(done) }()
 	select {
 	case <-done:
+		r.unlock()
 		return nil
 	case <-ctx.Done():
+		// The lock stays while commands still run on the state.
 		return fmt.Errorf("exec: commands still running at shutdown: %w", ctx.Err())
+	}
+}
+
+// unlock releases the state directory for the next instance.
+func (r *Runner) unlock() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.lock != nil {
+		r.lock.Close()
+		r.lock = nil
 	}
 }
 
@@ -386,9 +740,11 @@ func syncDir(dir string) error {
 
 // Recover picks up the stop commands that an earlier run left pending:
 // overdue ones run at once (logged as a command timeout), the others at
-// their time. A stop command that was already running when that run
-// died is waited for, and not run again. Recover returns how many stop
-// commands it scheduled.
+// their time. A start or stop command still running from that run is
+// waited for (up to CommandLimit, then its process group is killed), and
+// a stop command that had started is not run again. A record that is not
+// a regular file of this daemon's user is ignored, with a log line.
+// Recover returns how many stop commands it scheduled.
 func (r *Runner) Recover() (int, error) {
 	if r.opts.StateDir == "" {
 		return 0, nil
@@ -431,15 +787,37 @@ func (r *Runner) recoverOne(p *pending) {
 		r.mu.Unlock()
 		r.pendN.Add(-1)
 	}
-	f, err := os.OpenFile(p.path, os.O_RDWR|os.O_APPEND, 0)
+	f, err := openRecord(p.path)
 	if err != nil {
 		unpend()
-		r.opts.Logf("cannot read pending stop command %s: %v", p.path, err)
+		switch {
+		case errors.Is(err, os.ErrNotExist):
+			// A record already removed is one whose stop command ran.
+		case errors.Is(err, errUntrusted):
+			r.opts.Logf("ignoring a pending stop command: %v", err)
+		default:
+			r.opts.Logf("cannot read pending stop command %s: %v", p.path, err)
+		}
 		return
 	}
-	// A stop command still running from the run that died holds the lock.
-	lockErr := lockFile(f)
-	data, err := io.ReadAll(f)
+	// A start command still running from the run that died holds the
+	// lock until it ends, and so does a stop command until it has marked
+	// the record.
+	since := time.Now()
+	ok, lockErr := waitLock(f, func() time.Time { return r.deadline(since) })
+	data, err := io.ReadAll(io.NewSectionReader(f, 0, 1<<20))
+	if !ok && lockErr == nil && err == nil {
+		pgid := startGroup(data)
+		r.opts.Logf("%s: a command of an earlier run on its record is still running after %v: killing its process group %d",
+			p.path, time.Since(since).Round(time.Second), pgid)
+		killGroup(pgid)
+		end := time.Now().Add(2 * time.Second)
+		ok, lockErr = waitLock(f, func() time.Time { return end })
+		data, err = io.ReadAll(io.NewSectionReader(f, 0, 1<<20))
+		if !ok && lockErr == nil {
+			r.opts.Logf("%s: still locked; running its stop command anyway", p.path)
+		}
+	}
 	unlockFile(f)
 	f.Close()
 	line, _, _ := bytes.Cut(data, []byte("\n"))

@@ -2,7 +2,6 @@ package exec
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"net/netip"
 	"os"
@@ -48,6 +47,18 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 	}
 }
 
+// records lists the files of a state directory other than its lock.
+func records(dir string) []string {
+	var names []string
+	ents, _ := os.ReadDir(dir)
+	for _, e := range ents {
+		if e.Name() != lockName {
+			names = append(names, e.Name())
+		}
+	}
+	return names
+}
+
 func readFile(t *testing.T, path string) string {
 	t.Helper()
 	b, err := os.ReadFile(path)
@@ -88,8 +99,8 @@ func TestStartThenStopAfterTimeout(t *testing.T) {
 	if diff := cmp.Diff(want, lb.get()); diff != "" {
 		t.Errorf("log (-want +got):\n%s", diff)
 	}
-	if ents, _ := os.ReadDir(filepath.Join(dir, "state")); len(ents) != 0 {
-		t.Errorf("state files left: %v", ents)
+	if left := records(filepath.Join(dir, "state")); len(left) != 0 {
+		t.Errorf("state files left: %v", left)
 	}
 }
 
@@ -151,6 +162,7 @@ func TestConcurrencyBound(t *testing.T) {
 	for i := 0; i < 30; i++ {
 		r.Open(d, netip.MustParseAddr("198.51.100.7"), "x", time.Now())
 	}
+	waitFor(t, "every command", func() bool { st := r.Stats(); return st.Started == 30 && st.Running == 0 })
 	r.Close(context.Background())
 	cur, peak, n := 0, 0, 0
 	for _, l := range strings.Fields(readFile(t, out)) {
@@ -175,19 +187,22 @@ func TestQueueFullIsCountedAndLogged(t *testing.T) {
 	for i := 0; i < 10; i++ {
 		r.Open(d, netip.MustParseAddr("198.51.100.7"), "x", time.Now())
 	}
+	waitFor(t, "the queue to drain", func() bool { st := r.Stats(); return st.Waiting == 0 && st.Running == 0 })
 	r.Close(context.Background())
 	st := r.Stats()
 	if st.Started+st.Rejected != 10 || st.Rejected == 0 {
 		t.Errorf("stats %+v: want every command started or rejected, some rejected", st)
 	}
-	rejected := 0
+	// One summary line, not one per refusal.
+	var summaries []string
 	for _, l := range lb.get() {
-		if strings.Contains(l, "commands already waiting, not running") {
-			rejected++
+		if strings.Contains(l, "refused") {
+			summaries = append(summaries, l)
 		}
 	}
-	if uint64(rejected) != st.Rejected {
-		t.Errorf("%d rejection lines, %d rejected", rejected, st.Rejected)
+	want := []string{fmt.Sprintf("d: %d start commands refused in the last second: queue full", st.Rejected)}
+	if diff := cmp.Diff(want, summaries); diff != "" {
+		t.Errorf("refusals logged (-want +got):\n%s", diff)
 	}
 }
 
@@ -223,10 +238,7 @@ func TestRecover(t *testing.T) {
 		"1-1-1.stop": {Door: "overdue", Label: "198.51.100.7", Cmd: "echo overdue >> " + out, Due: now.Add(-time.Hour)},
 		"1-1-2.stop": {Door: "later", Label: "198.51.100.8", Cmd: "echo later >> " + out, Due: now.Add(400 * time.Millisecond)},
 	} {
-		b, _ := json.Marshal(rec)
-		if err := os.WriteFile(filepath.Join(state, name), append(b, '\n'), 0o600); err != nil {
-			t.Fatal(err)
-		}
+		writeRecord(t, filepath.Join(state, name), rec)
 	}
 	os.WriteFile(filepath.Join(state, "1-1-3.stop.tmp"), []byte("{"), 0o600)
 
@@ -242,8 +254,8 @@ func TestRecover(t *testing.T) {
 		t.Error("the stop that was not due yet ran early")
 	}
 	r2.Close(context.Background())
-	if ents, _ := os.ReadDir(state); len(ents) != 0 {
-		t.Errorf("state files left: %v", ents)
+	if left := records(state); len(left) != 0 {
+		t.Errorf("state files left: %v", left)
 	}
 }
 
@@ -304,11 +316,8 @@ func TestStopRunByAnotherProcessIsNotRunAgain(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
 	out := filepath.Join(dir, "out")
-	rec, _ := json.Marshal(record{Door: "d", Label: "x", Cmd: "echo again >> " + out, Due: time.Now().Add(300 * time.Millisecond)})
 	path := filepath.Join(dir, "1-1-1.stop")
-	if err := os.WriteFile(path, append(rec, '\n'), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	writeRecord(t, path, record{Door: "d", Label: "x", Cmd: "echo again >> " + out, Due: time.Now().Add(300 * time.Millisecond)})
 	r, _ := New(Options{StateDir: dir})
 	if n, err := r.Recover(); n != 1 || err != nil {
 		t.Fatalf("Recover = %d, %v", n, err)
@@ -328,5 +337,58 @@ func TestStopRunByAnotherProcessIsNotRunAgain(t *testing.T) {
 	r.Close(context.Background())
 	if got := readFile(t, out); got != "" {
 		t.Errorf("stop command ran again: %q", got)
+	}
+}
+
+// TestStateIsLockedPerInstance stands in for a second daemon started on
+// the state of a running one: it must refuse to start, naming the pid,
+// and never touch the first one's records.
+func TestStateIsLockedPerInstance(t *testing.T) {
+	t.Parallel()
+	state := filepath.Join(t.TempDir(), "state")
+	r1, err := New(Options{StateDir: state})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = New(Options{StateDir: state})
+	if err == nil || !strings.Contains(err.Error(), fmt.Sprintf("in use by another knockd (pid %d)", os.Getpid())) ||
+		!strings.Contains(err.Error(), "--state-dir or StateDir") {
+		t.Fatalf("second runner on the same state: err = %v", err)
+	}
+	if err := r1.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	r2, err := New(Options{StateDir: state})
+	if err != nil {
+		t.Fatalf("after the first closed: %v", err)
+	}
+	r2.Close(context.Background())
+}
+
+// TestStateIfPresent: without stop commands no state directory is made,
+// and one that cannot be used is not an error.
+func TestStateIfPresent(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	state := filepath.Join(dir, "a", "state")
+	r, err := New(Options{StateDir: state, StateIfPresent: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.Close(context.Background())
+	if _, err := os.Stat(filepath.Join(dir, "a")); !os.IsNotExist(err) {
+		t.Errorf("state directory created: %v", err)
+	}
+	// In use by another: a warning, not a failure.
+	r1, _ := New(Options{StateDir: dir})
+	defer r1.Close(context.Background())
+	lb := &logbook{}
+	r2, err := New(Options{StateDir: dir, StateIfPresent: true, Logf: lb.logf})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r2.Close(context.Background())
+	if l := lb.get(); len(l) != 1 || !strings.Contains(l[0], "warning: not using state directory") {
+		t.Errorf("log %q", l)
 	}
 }

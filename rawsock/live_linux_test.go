@@ -23,6 +23,7 @@ import (
 	"github.com/knock-go/knock/capture"
 	"github.com/knock-go/knock/capture/capturetest"
 	"github.com/knock-go/knock/config"
+	"github.com/knock-go/knock/internal/netlab"
 	"github.com/mdlayher/packet"
 	"golang.org/x/sys/unix"
 )
@@ -30,12 +31,16 @@ import (
 // The live tests run the source on real sockets. They need CAP_NET_RAW
 // and CAP_NET_ADMIN (a veth pair, a network namespace) and the ip
 // command; without them they skip. They use 198.18.0.0/15 and
-// 2001:db8::/32 only, and names that start with krs and carry the pid.
+// 2001:db8::/32 only. A test that creates interfaces runs, whole, in a
+// network namespace of its own (netlab.Isolate: the source opens sockets
+// on goroutines of its own, which must all see the test's interfaces),
+// so nothing it does reaches the namespace the suite runs in.
 
 var liveSeq atomic.Int32
 
 func needLive(t *testing.T) {
 	t.Helper()
+	netlab.Require(t)
 	if err := Available(); err != nil {
 		t.Skipf("skipping live test: cannot open packet sockets: %v", err)
 	}
@@ -47,11 +52,11 @@ func needLive(t *testing.T) {
 	}
 }
 
-// liveEnv is a veth pair: host in this namespace, peer in its own
-// namespace ns.
+// liveEnv is a veth pair: host in this namespace (the test's own, see
+// isolated), peer in the namespace ns.
 type liveEnv struct {
 	t          *testing.T
-	ns         string
+	ns         *netlab.Netns
 	host, peer string
 	host4      netip.Addr // 198.18.x.1
 	peer4      netip.Addr // 198.18.x.2
@@ -69,17 +74,19 @@ func newLiveEnv(t *testing.T) *liveEnv { return newLiveEnvBridged(t, false) }
 // bridged.
 func newLiveEnvBridged(t *testing.T, bridged bool) *liveEnv {
 	needLive(t)
+	if netlab.IsolatedNetns() == "" {
+		t.Fatalf("%s creates interfaces: it must call isolated first", t.Name())
+	}
 	n := liveSeq.Add(1)
 	pid := os.Getpid()
 	e := &liveEnv{
 		t:    t,
-		ns:   fmt.Sprintf("krs-%d-%d", pid, n),
 		host: fmt.Sprintf("krs%dh%d", pid%100000, n),
 		peer: fmt.Sprintf("krs%dp%d", pid%100000, n),
 	}
 	bridge := fmt.Sprintf("krs%db%d", pid%100000, n)
-	// A /24 in 198.18.0.0/15 and a /64 in 2001:db8::/32 that this host
-	// does not use yet.
+	// A /24 in 198.18.0.0/15 and a /64 in 2001:db8::/32 that this
+	// namespace does not use yet.
 	used := map[netip.Prefix]bool{}
 	if addrs, err := net.InterfaceAddrs(); err == nil {
 		for _, a := range addrs {
@@ -106,16 +113,22 @@ func newLiveEnvBridged(t *testing.T, bridged bool) *liveEnv {
 	if bridged {
 		e.bridge = bridge
 	}
-	ipCmd(t, "netns", "add", e.ns)
+	e.ns = netlab.NewNetns(t, "krs")
 	t.Cleanup(func() {
 		exec.Command("ip", "link", "del", e.host).Run()
 		if e.bridge != "" {
 			exec.Command("ip", "link", "del", e.bridge).Run()
 		}
-		exec.Command("ip", "netns", "del", e.ns).Run()
 	})
-	ipCmd(t, "-n", e.ns, "link", "set", "lo", "up")
 	return e
+}
+
+// isolated runs the calling live test in a network namespace of its own,
+// and reports whether this process is the one that must run its body.
+func isolated(t *testing.T) bool {
+	t.Helper()
+	needLive(t)
+	return netlab.Isolate(t)
 }
 
 func ipCmd(t *testing.T, args ...string) {
@@ -134,7 +147,7 @@ func (e *liveEnv) createVeth() {
 	t := e.t
 	t.Helper()
 	ipCmd(t, "link", "add", e.host, "type", "veth", "peer", "name", e.peer)
-	ipCmd(t, "link", "set", e.peer, "netns", e.ns)
+	ipCmd(t, "link", "set", e.peer, "netns", e.ns.Name())
 	dev := e.host
 	if e.bridge != "" {
 		ipCmd(t, "link", "add", e.bridge, "type", "bridge")
@@ -145,9 +158,9 @@ func (e *liveEnv) createVeth() {
 	ipCmd(t, "addr", "add", e.host4.String()+"/24", "dev", dev)
 	ipCmd(t, "addr", "add", e.host6.String()+"/64", "dev", dev, "nodad")
 	ipCmd(t, "link", "set", e.host, "up")
-	ipCmd(t, "-n", e.ns, "addr", "add", e.peer4.String()+"/24", "dev", e.peer)
-	ipCmd(t, "-n", e.ns, "addr", "add", e.peer6.String()+"/64", "dev", e.peer, "nodad")
-	ipCmd(t, "-n", e.ns, "link", "set", e.peer, "up")
+	e.ns.IP(t, "addr", "add", e.peer4.String()+"/24", "dev", e.peer)
+	e.ns.IP(t, "addr", "add", e.peer6.String()+"/64", "dev", e.peer, "nodad")
+	e.ns.IP(t, "link", "set", e.peer, "up")
 	ifi, err := net.InterfaceByName(dev)
 	if err != nil {
 		t.Fatal(err)
@@ -157,31 +170,10 @@ func (e *liveEnv) createVeth() {
 
 func (e *liveEnv) deleteVeth() { ipCmd(e.t, "link", "del", e.host) }
 
-// inNS runs fn on a thread that has joined the namespace ns. The thread
-// is never handed back to the runtime: it exits with the goroutine.
-func inNS(ns string, fn func() error) error {
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		f, err := os.Open("/run/netns/" + ns)
-		if err != nil {
-			errc <- err
-			return
-		}
-		defer f.Close()
-		if err := unix.Setns(int(f.Fd()), unix.CLONE_NEWNET); err != nil {
-			errc <- fmt.Errorf("setns %s: %w", ns, err)
-			return
-		}
-		errc <- fn()
-	}()
-	return <-errc
-}
-
 // dial sends one TCP SYN from the peer to addr:port (a closed port: the
 // host answers with a reset).
 func (e *liveEnv) dial(addr netip.Addr, port uint16) {
-	err := inNS(e.ns, func() error {
+	err := e.ns.Do(func() error {
 		c, err := net.DialTimeout("tcp", netip.AddrPortFrom(addr, port).String(), time.Second)
 		if err == nil {
 			c.Close()
@@ -195,7 +187,7 @@ func (e *liveEnv) dial(addr netip.Addr, port uint16) {
 
 // udp sends a datagram from the peer to addr:port.
 func (e *liveEnv) udp(addr netip.Addr, port uint16) {
-	err := inNS(e.ns, func() error {
+	err := e.ns.Do(func() error {
 		c, err := net.Dial("udp", netip.AddrPortFrom(addr, port).String())
 		if err != nil {
 			return err
@@ -216,7 +208,7 @@ func (e *liveEnv) raw(b []byte) {
 	if b[0]>>4 == 6 {
 		proto = unix.ETH_P_IPV6
 	}
-	err := inNS(e.ns, func() error {
+	err := e.ns.Do(func() error {
 		ifi, err := net.InterfaceByName(e.peer)
 		if err != nil {
 			return err
@@ -377,7 +369,9 @@ func sameEvents(t *testing.T, what string, got []capture.Event, want []capture.E
 }
 
 func TestLiveAllInterfaces(t *testing.T) {
-	needLive(t)
+	if !isolated(t) {
+		return
+	}
 	t.Run("ring", testLiveAllInterfaces)
 	t.Run("recvfrom", func(t *testing.T) {
 		// A kernel that refuses a ring gets the same events, one
@@ -510,6 +504,9 @@ func testLiveAllInterfaces(t *testing.T) {
 }
 
 func TestLiveNamedInterface(t *testing.T) {
+	if !isolated(t) {
+		return
+	}
 	e := newLiveEnv(t)
 	r := startSource(t, liveSpec([]string{e.host}))
 	if !r.logged("waiting for interface " + e.host) {
@@ -609,6 +606,9 @@ func TestLiveCloseEndsRun(t *testing.T) {
 
 // TestLiveRunAgain checks that Run can be called again after it returned.
 func TestLiveRunAgain(t *testing.T) {
+	if !isolated(t) {
+		return
+	}
 	e := newLiveEnv(t)
 	e.createVeth()
 	r := startSource(t, liveSpec(nil))
@@ -682,7 +682,9 @@ func TestWithoutCapNetRaw(t *testing.T) {
 // bridge, or a VLAN-tagged link and its VLAN device, is reported once:
 // the sockets see packets where IP does.
 func TestLiveOnce(t *testing.T) {
-	needLive(t)
+	if !isolated(t) {
+		return
+	}
 	if err := exec.Command("ip", "link", "add", "krs-probe", "type", "bridge").Run(); err != nil {
 		t.Skip("skipping: this kernel cannot create bridges")
 	}
@@ -710,9 +712,9 @@ func TestLiveOnce(t *testing.T) {
 		t.Cleanup(func() { exec.Command("ip", "link", "del", vlan).Run() })
 		ipCmd(t, "addr", "add", vhost.String()+"/24", "dev", vlan)
 		ipCmd(t, "link", "set", vlan, "up")
-		ipCmd(t, "-n", e.ns, "link", "add", "link", e.peer, "name", e.peer+"v", "type", "vlan", "id", "10")
-		ipCmd(t, "-n", e.ns, "addr", "add", vpeer.String()+"/24", "dev", e.peer+"v")
-		ipCmd(t, "-n", e.ns, "link", "set", e.peer+"v", "up")
+		e.ns.IP(t, "link", "add", "link", e.peer, "name", e.peer+"v", "type", "vlan", "id", "10")
+		e.ns.IP(t, "addr", "add", vpeer.String()+"/24", "dev", e.peer+"v")
+		e.ns.IP(t, "link", "set", e.peer+"v", "up")
 		r.mark(t, e.udp, vhost)
 
 		e.dial(vhost, portSyn)
@@ -724,6 +726,9 @@ func TestLiveOnce(t *testing.T) {
 // TestLiveUpdateInterfaces moves a running source from all interfaces to
 // one and back, and checks that a bad Update changes nothing.
 func TestLiveUpdateInterfaces(t *testing.T) {
+	if !isolated(t) {
+		return
+	}
 	e := newLiveEnv(t)
 	e.createVeth()
 	r := startSource(t, liveSpec(nil))
@@ -770,6 +775,9 @@ func TestLiveUpdateInterfaces(t *testing.T) {
 // TestLiveNoLeak checks that Run leaves no goroutine of the package
 // behind.
 func TestLiveNoLeak(t *testing.T) {
+	if !isolated(t) {
+		return
+	}
 	e := newLiveEnv(t)
 	e.createVeth()
 	r := startSource(t, liveSpec([]string{e.host, "lo"}))
@@ -795,6 +803,9 @@ func TestLiveNoLeak(t *testing.T) {
 // dropped by the kernel: with a reader that keeps up, and with one held
 // up until the burst is over.
 func TestLiveRingWraps(t *testing.T) {
+	if !isolated(t) {
+		return
+	}
 	e := newLiveEnv(t)
 	e.createVeth()
 	withRing(t, 64<<10) // 256 frames
@@ -815,7 +826,7 @@ func TestLiveRingWraps(t *testing.T) {
 		before := r.src.Stats().Dropped
 		sendErr := make(chan error, 1)
 		go func() {
-			sendErr <- inNS(e.ns, func() error {
+			sendErr <- e.ns.Do(func() error {
 				c, err := net.ListenPacket("udp4", "")
 				if err != nil {
 					return err
@@ -909,6 +920,9 @@ func TestLiveRingWraps(t *testing.T) {
 // keeps its socket's ring full: the closed socket must stop delivering
 // at once, not when the flood ends.
 func TestLiveClosedDuringFlood(t *testing.T) {
+	if !isolated(t) {
+		return
+	}
 	e := newLiveEnv(t)
 	e.createVeth()
 	r := startSource(t, liveSpec([]string{e.host, "lo"}))
@@ -921,7 +935,7 @@ func TestLiveClosedDuringFlood(t *testing.T) {
 	var sent atomic.Int64
 	flooding := make(chan error, 1)
 	go func() {
-		flooding <- inNS(e.ns, func() error {
+		flooding <- e.ns.Do(func() error {
 			c, err := net.ListenPacket("udp4", "")
 			if err != nil {
 				return err

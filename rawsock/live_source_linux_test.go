@@ -14,6 +14,9 @@ import (
 // port tables in Go do not look at sources, so any that passed the
 // filter would be reported).
 func TestLiveSources(t *testing.T) {
+	if !isolated(t) {
+		return
+	}
 	e := newLiveEnv(t)
 	e.createVeth()
 	spec := liveSpec(nil)

@@ -11,11 +11,14 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"strings"
 	"sync/atomic"
 	"syscall"
 
-	"github.com/knock-go/knock/internal/knockcmd"
 	"github.com/urfave/cli/v2"
+
+	"github.com/knock-go/knock/internal/cmdline"
+	"github.com/knock-go/knock/internal/knockcmd"
 )
 
 // version is the knock release this client mirrors; set with
@@ -46,8 +49,8 @@ func main() {
 	os.Exit(code)
 }
 
-// flags are knock's options, in knock 0.8's order: getopt lists
-// ambiguous abbreviations in this order.
+// flags are knock's options, in the order of knock 0.8's usage. A
+// backquoted word in a Usage names the flag's value.
 type flags struct {
 	verbose, udp, help, version, ipv4, ipv6 bool
 	delay, timeout                          string
@@ -55,38 +58,30 @@ type flags struct {
 
 func (f *flags) list() []cli.Flag {
 	return []cli.Flag{
-		&cli.BoolFlag{Name: "verbose", Aliases: []string{"v"}, Destination: &f.verbose},
-		&cli.BoolFlag{Name: "udp", Aliases: []string{"u"}, Destination: &f.udp},
+		&cli.BoolFlag{Name: "udp", Aliases: []string{"u"}, Destination: &f.udp, Usage: "make all ports hits use UDP (default is TCP)"},
 		// Strings, so that knockcmd words the errors.
-		&cli.StringFlag{Name: "delay", Aliases: []string{"d"}, Destination: &f.delay},
-		&cli.BoolFlag{Name: "help", Aliases: []string{"h"}, Destination: &f.help},
-		&cli.BoolFlag{Name: "version", Aliases: []string{"V"}, Destination: &f.version},
-		&cli.BoolFlag{Name: "ipv4", Aliases: []string{"4"}, Destination: &f.ipv4},
-		&cli.BoolFlag{Name: "ipv6", Aliases: []string{"6"}, Destination: &f.ipv6},
-		&cli.StringFlag{Name: "timeout", Destination: &f.timeout},
+		&cli.StringFlag{Name: "delay", Aliases: []string{"d"}, Destination: &f.delay, Usage: "wait `<t>` milliseconds between port hits"},
+		&cli.BoolFlag{Name: "ipv4", Aliases: []string{"4"}, Destination: &f.ipv4, Usage: "Force usage of IPv4"},
+		&cli.BoolFlag{Name: "ipv6", Aliases: []string{"6"}, Destination: &f.ipv6, Usage: "Force usage of IPv6"},
+		&cli.BoolFlag{Name: "verbose", Aliases: []string{"v"}, Destination: &f.verbose, Usage: "be verbose"},
+		&cli.BoolFlag{Name: "version", Aliases: []string{"V"}, Destination: &f.version, Usage: "display version"},
+		&cli.BoolFlag{Name: "help", Aliases: []string{"h"}, Destination: &f.help, Usage: "this help"},
+		&cli.StringFlag{Name: "timeout", Destination: &f.timeout, Usage: "wait at most `<t>` milliseconds for each TCP knock\n(default 500; 0 sends the SYN and moves on at once)"},
 	}
 }
 
-// getoptSpec describes the flags for knockcmd.Getopt, which gives them
-// knock 0.8's getopt_long syntax before urfave/cli reads them.
-func getoptSpec(fl []cli.Flag) []knockcmd.Opt {
-	var spec []knockcmd.Opt
-	for _, f := range fl {
-		var o knockcmd.Opt
-		for _, n := range f.Names() {
-			if len(n) == 1 {
-				o.Short = n[0]
-			} else {
-				o.Long = n
-			}
-		}
-		if v, ok := f.(cli.DocGenerationFlag); ok {
-			o.HasArg = v.TakesValue()
-		}
-		o.Final = o.Long == "help" || o.Long == "version"
-		spec = append(spec, o)
-	}
-	return spec
+// usageText is knock 0.8's synopsis.
+const usageText = "knock [options] <host> <port[:proto]> [port[:proto]] ..."
+
+// usageColumn is where knock 0.8's usage starts the descriptions.
+const usageColumn = 23
+
+// usage is knock 0.8's usage text, with the options of app.
+func usage(app *cli.App) string {
+	var b strings.Builder
+	cmdline.WriteUsage(&b, app, usageColumn)
+	b.WriteString("example:  knock myserver.example.com 123:tcp 456:udp 789:tcp\n\n")
+	return b.String()
 }
 
 // run runs knock with args (program name first) and returns the exit
@@ -97,6 +92,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	app := &cli.App{
 		Name:           "knock",
 		Usage:          "send a port-knocking sequence",
+		UsageText:      usageText,
 		HideHelp:       true,
 		HideVersion:    true,
 		Writer:         stdout,
@@ -108,8 +104,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			case f.help:
 				return &knockcmd.UsageError{}
 			case f.version:
-				fmt.Fprintf(stdout, "knock %s\n", version)
-				fmt.Fprintln(stdout, "A Go rewrite of knock by Judd Vinet: https://github.com/knock-go/knock")
+				fmt.Fprint(stdout, cmdline.VersionText("knock", version))
 				return nil
 			case c.NArg() < 2:
 				return &knockcmd.UsageError{}
@@ -130,7 +125,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		},
 	}
 
-	canon, err := knockcmd.Getopt(getoptSpec(app.Flags), args[1:])
+	canon, err := cmdline.Normalize(app.Flags, args[1:])
 	if err == nil {
 		// As with knock 0.8, the last of -4 and -6 wins.
 		for _, a := range canon {
@@ -147,15 +142,19 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = app.RunContext(ctx, append([]string{args[0]}, canon...))
 	}
 
-	var usage *knockcmd.UsageError
+	var usageErr *knockcmd.UsageError
+	var getoptErr *cmdline.Error
 	switch {
 	case err == nil:
 		return 0
-	case errors.As(err, &usage):
-		if usage.Msg != "" {
-			fmt.Fprintf(stderr, "%s: %s\n", args[0], usage.Msg)
+	case errors.As(err, &getoptErr):
+		fmt.Fprintf(stderr, "%s: %s\n", args[0], getoptErr.Msg)
+		fmt.Fprint(stdout, usage(app))
+	case errors.As(err, &usageErr):
+		if usageErr.Msg != "" {
+			fmt.Fprintf(stderr, "%s: %s\n", args[0], usageErr.Msg)
 		}
-		fmt.Fprint(stdout, knockcmd.Usage)
+		fmt.Fprint(stdout, usage(app))
 	case ctx.Err() != nil:
 		// Interrupted: main turns this into 128+signal.
 	default:

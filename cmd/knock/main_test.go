@@ -12,8 +12,7 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
-
-	"github.com/knock-go/knock/internal/knockcmd"
+	"github.com/urfave/cli/v2"
 )
 
 // ports returns a UDP port with a socket bound on 127.0.0.1, which
@@ -50,7 +49,11 @@ func expand(s string, udp, tcp int) []string {
 	return strings.Fields(s)
 }
 
-const versionText = "knock 0.8\nA Go rewrite of knock by Judd Vinet: https://github.com/knock-go/knock\n"
+// versionText is -V's text; a test binary records no commit.
+const versionText = "knock 0.8\nA Go rewrite of knock by Judd Vinet: https://github.com/knock-go/knock\ncommit: unknown\n"
+
+// usageOut is what knock prints for -h.
+var usageOut = usage(&cli.App{UsageText: usageText, Flags: new(flags).list()})
 
 func TestRun(t *testing.T) {
 	t.Parallel()
@@ -58,7 +61,7 @@ func TestRun(t *testing.T) {
 	tests := []struct {
 		args      string
 		code      int
-		stdout    string // "usage" means knockcmd.Usage
+		stdout    string // "usage" means usageOut
 		stderr    string
 		datagrams int
 	}{
@@ -91,6 +94,8 @@ func TestRun(t *testing.T) {
 		{args: "-uv 127.0.0.1 {udp} {udp}:tcp", stdout: "hitting udp 127.0.0.1:{udp}\nhitting udp 127.0.0.1:{udp}\n", datagrams: 2},
 		{args: "-vd50 127.0.0.1 {udp}:UDP", stdout: "hitting udp 127.0.0.1:{udp}\n", datagrams: 1},
 		{args: "--verb --del 10 --ud 127.0.0.1 {udp}", stdout: "hitting udp 127.0.0.1:{udp}\n", datagrams: 1},
+		{args: "-ud 10 127.0.0.1 {udp}", datagrams: 1},
+		{args: "127.0.0.1 {udp} -vud10 {udp}:tcp", stdout: "hitting udp 127.0.0.1:{udp}\nhitting udp 127.0.0.1:{udp}\n", datagrams: 2},
 		{args: "-v -6 -4 127.0.0.1 {tcp}", stdout: "hitting tcp 127.0.0.1:{tcp}\n"},
 		{args: "-v -- 127.0.0.1 {tcp}", stdout: "hitting tcp 127.0.0.1:{tcp}\n"},
 		{args: "--timeout 0 -v 127.0.0.1 {tcp}", stdout: "hitting tcp 127.0.0.1:{tcp}\n"},
@@ -114,7 +119,7 @@ func TestRun(t *testing.T) {
 		code := run(context.Background(), args, &stdout, &stderr)
 		wantOut := tt.stdout
 		if wantOut == "usage" {
-			wantOut = knockcmd.Usage
+			wantOut = usageOut
 		}
 		wantOut = strings.NewReplacer("{udp}", fmt.Sprint(udp), "{tcp}", fmt.Sprint(tcp)).Replace(wantOut)
 		wantErr := strings.NewReplacer("{udp}", fmt.Sprint(udp), "{tcp}", fmt.Sprint(tcp)).Replace(tt.stderr)
@@ -160,7 +165,7 @@ func TestCompatKnock08(t *testing.T) {
 	}
 	udp, datagrams, tcp := ports(t)
 	// knock 0.8's usage is ours without the --timeout lines.
-	usage08 := strings.Replace(knockcmd.Usage,
+	usage08 := strings.Replace(usageOut,
 		"      --timeout <t>    wait at most <t> milliseconds for each TCP knock\n"+
 			"                       (default 500; 0 sends the SYN and moves on at once)\n", "", 1)
 	for _, args := range []string{
@@ -173,6 +178,17 @@ func TestCompatKnock08(t *testing.T) {
 		"-vd50 127.0.0.1 {udp}:udp",
 		"--verb --del 10 --ud 127.0.0.1 {udp}",
 		"-v -- 127.0.0.1 {tcp}",
+		"-ud 10 127.0.0.1 {udp}",
+		"-ud10 127.0.0.1 {udp} {udp}",
+		"-u -d 10 127.0.0.1 {udp}",
+		"127.0.0.1 {udp} -ud 10",
+		"127.0.0.1 -vu {udp} -d10 {udp}:tcp",
+		"--udp --delay=10 127.0.0.1 {udp}",
+		"--ud --del=10 -vu 127.0.0.1 {udp}",
+		"-vud 10 -- 127.0.0.1 {udp}",
+		"-ud",
+		"--udp=1 127.0.0.1 {udp}",
+		"--de 127.0.0.1 {udp}",
 		"-v -6 -4 127.0.0.1 {udp}:udp",
 		"-v -4 localhost {udp}:udp",
 		"-v ::1 {tcp} {tcp}:udp",
@@ -199,7 +215,7 @@ func TestCompatKnock08(t *testing.T) {
 			t.Errorf("knock %s: exit status %d, knock 0.8 gives %d", args, code, wantCode)
 		}
 		gotOut := got[0].String()
-		if gotOut == knockcmd.Usage {
+		if gotOut == usageOut {
 			gotOut = usage08
 		}
 		if diff := cmp.Diff(want[0].String(), gotOut); diff != "" {

@@ -5,67 +5,107 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/signal"
 	"syscall"
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/knock-go/knock/internal/cmdline"
 	"github.com/knock-go/knock/internal/knockd"
 )
 
-// version is set at build time with -ldflags "-X main.version=...".
-var version = "0.8-go"
+// version is the knockd release this daemon replaces; set with
+// -ldflags "-X main.version=...".
+var version = "0.8"
 
-func main() {
-	os.Exit(run(os.Args))
+// usageColumn is where knockd 0.8's usage starts the descriptions.
+const usageColumn = 25
+
+func init() {
+	// knockd prints knockd 0.8's usage itself; urfave/cli must not claim
+	// -h/--help.
+	cli.HelpFlag = nil
 }
 
-func run(args []string) int {
-	defer startProfile()()
-	cli.VersionFlag = &cli.BoolFlag{Name: "version", Aliases: []string{"V"}, Usage: "display version"}
-	cli.VersionPrinter = func(c *cli.Context) {
-		fmt.Fprintf(c.App.Writer, "knockd %s\n", c.App.Version)
-	}
-	app := &cli.App{
-		Name:                   "knockd",
-		Usage:                  "port-knock server",
-		UsageText:              "knockd [options]",
-		Version:                version,
-		HideHelpCommand:        true,
-		UseShortOptionHandling: true,
+func main() {
+	os.Exit(run(os.Args, os.Stdout, os.Stderr))
+}
+
+// newApp defines knockd's command line: the flags, their help, and what
+// they do. The help is printed in knockd 0.8's order and words; a
+// backquoted word in a Usage names the flag's value.
+func newApp(stdout, stderr io.Writer) *cli.App {
+	return &cli.App{
+		Name:           "knockd",
+		Usage:          "port-knock server",
+		UsageText:      "knockd [options]",
+		HideHelp:       true,
+		HideVersion:    true,
+		Writer:         stdout,
+		ErrWriter:      stderr,
+		ExitErrHandler: func(*cli.Context, error) {},
 		Flags: []cli.Flag{
-			&cli.StringFlag{Name: "interface", Aliases: []string{"i"}, Usage: "network interface to listen on: a name, a comma-separated list, or any (default: Interface in the config, else any)"},
+			&cli.StringFlag{Name: "interface", Aliases: []string{"i"}, Usage: "network `int`erface to listen on (default \"any\"; or a comma-separated list)"},
 			&cli.BoolFlag{Name: "daemon", Aliases: []string{"d"}, Usage: "run as a daemon"},
-			&cli.StringFlag{Name: "config", Aliases: []string{"c"}, Value: "/etc/knockd.conf", Usage: "use an alternate config file"},
+			&cli.StringFlag{Name: "config", Aliases: []string{"c"}, Value: "/etc/knockd.conf", Usage: "use an alternate config `file`"},
 			&cli.BoolFlag{Name: "debug", Aliases: []string{"D"}, Usage: "output debug messages"},
 			&cli.BoolFlag{Name: "lookup", Aliases: []string{"l"}, Usage: "lookup DNS names (may be a security risk)"},
+			// No `name` in these two: knockd 0.8's help shows none.
 			&cli.StringFlag{Name: "pidfile", Aliases: []string{"p"}, Usage: "use an alternate pidfile"},
 			&cli.StringFlag{Name: "logfile", Aliases: []string{"g"}, Usage: "use an alternate logfile"},
 			&cli.BoolFlag{Name: "verbose", Aliases: []string{"v"}, Usage: "be verbose"},
-			&cli.BoolFlag{Name: "only-ip-v4", Aliases: []string{"4"}, Usage: "capture IPv4 only"},
-			&cli.StringFlag{Name: "backend", Value: "auto", Usage: "capture backend: auto, raw (AF_PACKET, needs CAP_NET_RAW) or listener (bound sockets, no privileges)"},
-			&cli.StringFlag{Name: "state-dir", Usage: "directory for pending stop commands (default: StateDir in the config, $STATE_DIRECTORY, /var/lib/knockd for root, else ~/.local/state/knockd)"},
+			&cli.BoolFlag{Name: "only-ip-v4", Aliases: []string{"4"}, Usage: "do not track ipv6"},
+			&cli.BoolFlag{Name: "check", Aliases: []string{"t"}, Usage: "check the configuration and exit: print each door, bind nothing"},
+			&cli.StringFlag{Name: "backend", Value: "auto", Usage: "`how` to capture: auto (default), raw (AF_PACKET, needs CAP_NET_RAW) or listener (bound sockets, no privileges)"},
+			&cli.StringFlag{Name: "state-dir", Usage: "keep pending stop commands in `dir` (default: StateDir in the config, $STATE_DIRECTORY, /var/lib/knockd for root, else ~/.local/state/knockd)"},
+			&cli.BoolFlag{Name: "version", Aliases: []string{"V"}, Usage: "display version"},
+			&cli.BoolFlag{Name: "help", Aliases: []string{"h"}, Usage: "this help"},
 		},
 		Action: action,
 	}
-	if err := app.Run(args); err != nil {
-		var ec cli.ExitCoder
-		if errors.As(err, &ec) {
-			if msg := err.Error(); msg != "" {
-				fmt.Fprintln(os.Stderr, msg)
-			}
-			return ec.ExitCode()
-		}
-		fmt.Fprintln(os.Stderr, "knockd:", err)
-		return 1
+}
+
+// run runs knockd with args (program name first) and returns the exit
+// status.
+func run(args []string, stdout, stderr io.Writer) int {
+	defer startProfile()()
+	app := newApp(stdout, stderr)
+	canon, err := cmdline.Normalize(app.Flags, args[1:])
+	if err != nil {
+		// As knockd 0.8: getopt's complaint, the usage, and status 0.
+		fmt.Fprintf(stderr, "%s: %v\n", args[0], err)
+		cmdline.WriteUsage(stdout, app, usageColumn)
+		return 0
 	}
-	return 0
+	err = app.Run(append([]string{args[0]}, canon...))
+	if err == nil {
+		return 0
+	}
+	var ec cli.ExitCoder
+	if errors.As(err, &ec) {
+		if msg := err.Error(); msg != "" {
+			fmt.Fprintln(stderr, msg)
+		}
+		return ec.ExitCode()
+	}
+	fmt.Fprintln(stderr, "knockd:", err)
+	return 1
 }
 
 func action(c *cli.Context) error {
-	if c.NArg() > 0 {
-		return cli.Exit(fmt.Sprintf("knockd: unexpected argument %q (see knockd -h)", c.Args().First()), 1)
+	switch {
+	case c.Bool("version"):
+		fmt.Fprint(c.App.Writer, cmdline.VersionText("knockd", version))
+		return nil
+	case c.Bool("help"):
+		cmdline.WriteUsage(c.App.Writer, c.App, usageColumn)
+		return nil
+	}
+	// knockd 0.8 ignores operands without a word; say so.
+	for _, a := range c.Args().Slice() {
+		fmt.Fprintf(c.App.ErrWriter, "knockd: warning: ignoring argument %q: knockd takes options only\n", a)
 	}
 	opts := knockd.Options{
 		ConfigPath: c.String("config"),
@@ -79,8 +119,14 @@ func action(c *cli.Context) error {
 		Lookup:     c.Bool("lookup"),
 		Verbose:    c.Bool("verbose"),
 		IPv4Only:   c.Bool("only-ip-v4"),
+		Check:      c.Bool("check"),
 	}
-	if opts.Daemon && os.Getenv(childEnv) == "" {
+	if c.IsSet("config") && opts.ConfigPath == "" {
+		// knockd 0.8 fails to open "", where knockd.Run would read the
+		// default file: say so rather than start on another file.
+		return cli.Exit(`knockd: -c "": no configuration file named (give its path, or leave -c out for /etc/knockd.conf)`, 1)
+	}
+	if opts.Daemon && !opts.Check && os.Getenv(childEnv) == "" {
 		if err := daemonize(); err != nil {
 			return cli.Exit("knockd: "+err.Error(), 1)
 		}

@@ -1,8 +1,10 @@
 // Command bench compares Debian's knockd 0.8 with ours (raw backend), one
 // after the other on the same configuration, in two network namespaces
 // joined by a veth pair, and prints a markdown table: a spoofed-source
-// SYN flood, the latency of an opening, the cost of idling, and the
-// matcher's Go benchmarks. Run it as root from the module's root:
+// SYN flood, the latency of an opening, the cost of idling, a storm of
+// openings on one door while another is knocked on, how long a knocker
+// may pause between knocks during a flood, and the matcher's Go
+// benchmarks. Run it as root from the module's root:
 //
 //	go run ./internal/bench
 //
@@ -12,13 +14,17 @@
 // run that was killed are deleted by the next run. The daemons run in a
 // process group of their own and die with this command.
 //
-// The defaults take about three minutes: per daemon, 60 s idle, 200
-// timed openings, a flood of 1,000,000 spoofed SYNs with 20 legitimate
-// sequences (one to two seconds: the generator alone sends 1.0 to 1.3
-// million packets a second on a 2-core VM; knockd then needs several
-// seconds to empty its ring), and the expiry of the flood's attempts
-// (Seq_Timeout 10 s); then about 20 s of matcher benchmarks. -idle,
-// -flood, -openings, -legit and -seq-timeout shorten or lengthen it;
+// The defaults take about four to five minutes: per daemon, 60 s idle,
+// 200 timed openings, a flood of 1,000,000 spoofed SYNs with 20
+// legitimate sequences (one to two seconds: the generator alone sends 1.0
+// to 1.3 million packets a second on a 2-core VM; knockd then needs
+// several seconds to empty its ring), and the expiry of the flood's
+// attempts (Seq_Timeout 10 s); then a second run of the daemon, 30 to 60
+// s, for the survival flood and the storm (below); then about 20 s of
+// matcher benchmarks. -idle, -flood, -openings, -legit and -seq-timeout
+// shorten or lengthen it; -survive= (empty) and -storm 0 skip the second run's
+// phases, -survive, -survive-knockers, -survive-warmup, -storm,
+// -storm-rate, -storm-knocks and -storm-wait set them;
 // -only runs one daemon; -pin runs the generator on CPU 0 and the daemon
 // on CPU 1 only, so that a daemon that spreads over both cores cannot
 // slow the generator down (without it, the rate a daemon is flooded at
@@ -28,10 +34,14 @@
 // printed above the table.
 //
 // Each daemon is started, checked (a knock must open a door), watched
-// idle, timed, then flooded, and stopped before the other starts. The
-// addresses are 198.18.0.1 (client) and 198.18.0.2 (server), the spoofed
-// sources the rest of 198.18.0.0/15 outside 198.18.0.0/24: nothing here
-// can leave the two namespaces.
+// idle, timed, then flooded, and stopped; then started again with -v, on
+// the same configuration and one more door, for the survival flood and
+// the storm, and stopped before the other daemon starts. The addresses
+// are 198.18.0.1 and 2001:db8::1 (client) and 198.18.0.2 and 2001:db8::2
+// (server); the storm's knockers 198.18.0.11 and up, the survival
+// flood's knockers 2001:db8::100 and up; the spoofed sources the rest of
+// 198.18.0.0/15 outside 198.18.0.0/24, and 2001:db8:8000::/33: nothing
+// here can leave the two namespaces.
 //
 // How each figure is measured, from outside the daemons so that both are
 // measured alike (see measure.go):
@@ -60,6 +70,39 @@
 //   - Idle: CPU time (the sum of /proc/PID/task/*/schedstat) and wake-ups
 //     (the sum of voluntary and involuntary context switches of every
 //     thread) over the idle period, with no traffic at all.
+//   - Survival: the second run's first phase, at the generator's top
+//     rate. A flood of IPv6 SYNs to the flooded door's first port, each
+//     from a source of its own (so that every one starts an attempt of
+//     its own, which the 130,816 IPv4 sources of the first flood cannot
+//     do beyond that many), and among them real knockers: after
+//     -survive-warmup spoofed frames (500,000: the daemon's table of
+//     attempts is full by then), -survive-knockers (2) knockers for each
+//     pause of -survive, each knocking the door's three ports with that
+//     many spoofed frames between two knocks (IPv6 knockers in an IPv6
+//     flood: a daemon that budgets the two families apart is measured on
+//     the attack it cannot keep apart). A knocker before the flood is the
+//     control. A knocker got in when the start command ran for its
+//     address. The longest pause survived is the longest at which every
+//     knocker got in, and at every shorter pause: a number of newer
+//     spoofed attempts, and the seconds it takes the generator to send
+//     them at the rate it reached. Packets the kernel dropped (ring or
+//     queue full) are knocks lost too, and shown. The memory is the peak
+//     RSS (VmHWM) of the second run, which holds the full table: an upper
+//     bound of what the matcher holds.
+//   - Storm: the second run's second phase, once the survival flood's
+//     attempts have expired (knockd 0.8 ends attempts only when a packet
+//     comes: a knock on the latency door makes it, and is waited for). A
+//     paced stream of -storm spoofed UDP datagrams (2,000 at -storm-rate
+//     2,000 a second: one second) to a one-port door whose start command
+//     is sleep 1, so that every datagram is an opening and a command; in
+//     it, -storm-knocks (5) knocks on the latency door, evenly spread,
+//     each from an address of its own (the start command's %IP% tells
+//     which knock ran). Per knock: from the daemon's OPEN SESAME line on
+//     its standard output (-v; both daemons write it before they start
+//     the command) to the start command's line in the FIFO, and from the
+//     knock's send; a command that has not run -storm-wait (10 s) after
+//     the storm's end counts as not run. The stormed door's OPEN SESAME
+//     and running command lines are counted from the same output.
 //   - Matcher: go test -bench 'BenchmarkHandle|BenchmarkFlood' -benchmem
 //     -cpu 1 ./match/ (one core).
 //

@@ -4,14 +4,17 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/netip"
 	"os"
 	"os/exec"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -27,8 +30,10 @@ import (
 const nsPrefix = "kbench"
 
 var (
-	clientAddr = netip.MustParseAddr("198.18.0.1")
-	serverAddr = netip.MustParseAddr("198.18.0.2")
+	clientAddr  = netip.MustParseAddr("198.18.0.1")
+	serverAddr  = netip.MustParseAddr("198.18.0.2")
+	clientAddr6 = netip.MustParseAddr("2001:db8::1")
+	serverAddr6 = netip.MustParseAddr("2001:db8::2")
 )
 
 // lab is two namespaces, client and server, joined by a veth pair.
@@ -77,7 +82,7 @@ func newLab() (_ *lab, err error) {
 	if l.server, err = netlab.CreateNetns(nsPrefix + "-s"); err != nil {
 		return nil, err
 	}
-	l.veth, err = netlab.CreateVeth(l.client, l.server, netlab.Addressing{A: clientAddr, B: serverAddr, NoIPv6: true})
+	l.veth, err = netlab.CreateVeth(l.client, l.server, netlab.Addressing{A: clientAddr, B: serverAddr, A6: clientAddr6, B6: serverAddr6})
 	if err != nil {
 		return nil, err
 	}
@@ -145,28 +150,36 @@ type proc struct {
 
 // startProc starts bin in ns, in a process group of its own (so that a
 // ^C at the terminal reaches this command only, which then stops it), and
-// killed if this command dies.
+// killed if this command dies. Its output goes to the file out, its
+// standard output to watch too when watch is not nil.
 // With cpu >= 0 it runs on that CPU only (taskset, which execs it: the
 // pid is the daemon's).
-func startProc(ns *netlab.Netns, name, out string, cpu int, bin string, args ...string) (*proc, error) {
+func startProc(ns *netlab.Netns, name, out string, watch io.Writer, cpu int, bin string, args ...string) (*proc, error) {
 	f, err := os.Create(out)
 	if err != nil {
 		return nil, err
 	}
-	defer f.Close()
 	if cpu >= 0 {
 		args = append([]string{"-c", strconv.Itoa(cpu), bin}, args...)
 		bin = "taskset"
 	}
 	cmd := ns.Command(bin, args...)
 	cmd.Stdout, cmd.Stderr = f, f
+	if watch != nil {
+		// Through a pipe that this command reads: commands the daemon
+		// started may hold it open after the daemon is gone.
+		cmd.Stdout = io.MultiWriter(f, watch)
+		cmd.WaitDelay = 2 * time.Second
+	}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
+		f.Close()
 		return nil, fmt.Errorf("starting %s: %w", name, err)
 	}
 	p := &proc{name: name, cmd: cmd, pid: cmd.Process.Pid, done: make(chan struct{})}
 	go func() {
 		p.err = cmd.Wait()
+		f.Close()
 		close(p.done)
 	}()
 	return p, nil
@@ -204,8 +217,14 @@ func (p *proc) stop() {
 // stamps each as it arrives.
 type fifo struct {
 	f     *os.File
-	lines chan time.Time
+	lines chan fifoLine
 	wg    sync.WaitGroup
+}
+
+// fifoLine is a line that came through the FIFO, and when.
+type fifoLine struct {
+	at   time.Time
+	text string
 }
 
 func openFIFO(path string) (*fifo, error) {
@@ -218,17 +237,18 @@ func openFIFO(path string) (*fifo, error) {
 	if err != nil {
 		return nil, err
 	}
-	q := &fifo{f: f, lines: make(chan time.Time, 4096)}
+	q := &fifo{f: f, lines: make(chan fifoLine, 4096)}
 	q.wg.Add(1)
 	go func() {
 		defer q.wg.Done()
 		r := bufio.NewReader(f)
 		for {
-			if _, err := r.ReadString('\n'); err != nil {
+			line, err := r.ReadString('\n')
+			if err != nil {
 				return
 			}
 			select {
-			case q.lines <- time.Now():
+			case q.lines <- fifoLine{time.Now(), strings.TrimSpace(line)}:
 			default:
 			}
 		}
@@ -249,15 +269,98 @@ func (q *fifo) drain() {
 
 // wait returns the time of the next line, or false after timeout.
 func (q *fifo) wait(ctx context.Context, timeout time.Duration) (time.Time, bool) {
+	l, ok := q.next(ctx, timeout)
+	return l.at, ok
+}
+
+// next returns the next line, or false after timeout.
+func (q *fifo) next(ctx context.Context, timeout time.Duration) (fifoLine, bool) {
 	t := time.NewTimer(timeout)
 	defer t.Stop()
 	select {
-	case at := <-q.lines:
-		return at, true
+	case l := <-q.lines:
+		return l, true
 	case <-t.C:
 	case <-ctx.Done():
 	}
-	return time.Time{}, false
+	return fifoLine{}, false
+}
+
+// lineWatcher reads a daemon's -v output as it comes: it stamps the first
+// OPEN SESAME line of each source on each door, and counts the lines
+// about the doors it is told to count.
+type lineWatcher struct {
+	mu      sync.Mutex
+	partial []byte
+	sesame  map[string]time.Time // "IP: door" → when its OPEN SESAME came
+	count   map[string]int       // a door, "door open" / "door cmd" → lines
+	counted map[string]bool      // the doors whose lines are counted
+}
+
+func newLineWatcher(doors ...string) *lineWatcher {
+	w := &lineWatcher{sesame: map[string]time.Time{}, count: map[string]int{}, counted: map[string]bool{}}
+	for _, d := range doors {
+		w.counted[d] = true
+	}
+	return w
+}
+
+func (w *lineWatcher) Write(b []byte) (int, error) {
+	now := time.Now()
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.partial = append(w.partial, b...)
+	for {
+		i := bytes.IndexByte(w.partial, '\n')
+		if i < 0 {
+			break
+		}
+		w.line(string(w.partial[:i]), now)
+		w.partial = w.partial[i+1:]
+	}
+	w.partial = slices.Clip(w.partial)
+	return len(b), nil
+}
+
+// line takes one line: "IP: door: OPEN SESAME" (knockd 0.8 and ours
+// alike), "door: running command: CMD".
+func (w *lineWatcher) line(l string, at time.Time) {
+	if who, ok := strings.CutSuffix(l, ": OPEN SESAME"); ok {
+		if _, seen := w.sesame[who]; !seen {
+			w.sesame[who] = at
+		}
+		if _, door, ok := cutLast(who, ": "); ok && w.counted[door] {
+			w.count[door+" open"]++
+		}
+		return
+	}
+	if door, _, ok := strings.Cut(l, ": running command: "); ok && w.counted[door] {
+		w.count[door+" cmd"]++
+	}
+}
+
+// cutLast is strings.Cut at the last sep.
+func cutLast(s, sep string) (before, after string, found bool) {
+	if i := strings.LastIndex(s, sep); i >= 0 {
+		return s[:i], s[i+len(sep):], true
+	}
+	return s, "", false
+}
+
+// openedAt returns when src's OPEN SESAME on door came.
+func (w *lineWatcher) openedAt(src, door string) (time.Time, bool) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	t, ok := w.sesame[src+": "+door]
+	return t, ok
+}
+
+// counts returns the OPEN SESAME and running command lines of door so
+// far.
+func (w *lineWatcher) counts(door string) (open, cmd int) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.count[door+" open"], w.count[door+" cmd"]
 }
 
 func (q *fifo) Close() error {

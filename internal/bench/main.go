@@ -37,6 +37,14 @@ type options struct {
 	keep         bool
 	pin          bool
 	timeout      time.Duration
+
+	storm           int
+	stormRate       int
+	stormKnocks     int
+	stormWait       time.Duration
+	surviveGaps     []int
+	surviveKnockers int
+	surviveWarmup   int
 }
 
 func main() {
@@ -58,13 +66,28 @@ func main() {
 	flag.BoolVar(&o.pin, "pin", false, "run the generator on CPU 0 and the daemon on CPU 1 only (taskset), so that neither takes the other's core")
 	flag.BoolVar(&o.keep, "keep", false, "keep the working directory (configurations, logs) and say where")
 	flag.DurationVar(&o.timeout, "timeout", 20*time.Minute, "stop everything after this long")
+	flag.IntVar(&o.storm, "storm", 2000, "spoofed UDP datagrams in the storm on the one-port door whose command is sleep 1 (0: no storm)")
+	flag.IntVar(&o.stormRate, "storm-rate", 2000, "datagrams a second in the storm")
+	flag.IntVar(&o.stormKnocks, "storm-knocks", 5, "knocks on the latency door during the storm, evenly spread, one source address each (at most 200)")
+	flag.DurationVar(&o.stormWait, "storm-wait", 10*time.Second, "longest wait, after the storm, for the latency door's commands")
+	gaps := flag.String("survive", "50000,100000,200000,300000,400000,500000,600000,800000,1000000",
+		"pauses between knocks tried in the survival flood, in spoofed frames, ascending (-survive= with nothing: no survival flood)")
+	flag.IntVar(&o.surviveKnockers, "survive-knockers", 2, "knockers per pause in the survival flood")
+	flag.IntVar(&o.surviveWarmup, "survive-warmup", 500_000, "spoofed frames of the survival flood before the knockers start")
 	flag.Usage = func() {
 		fmt.Fprintf(flag.CommandLine.Output(), "usage: go run ./internal/bench [flags] (as root, from the module's root)\n\n")
 		flag.PrintDefaults()
 	}
 	flag.Parse()
+	var err error
+	if o.surviveGaps, err = parseCounts(*gaps); err != nil {
+		fmt.Fprintf(os.Stderr, "bench: -survive: %v\n", err)
+		os.Exit(2)
+	}
 	if flag.NArg() > 0 || (o.only != "" && o.only != "knockd" && o.only != "ours") ||
-		o.floodPackets < 1 || o.legit < 0 || o.latency < 1 || o.seqTimeout < 1 {
+		o.floodPackets < 1 || o.legit < 0 || o.latency < 1 || o.seqTimeout < 1 ||
+		o.storm < 0 || o.stormRate < 1 || o.stormKnocks < 1 || o.stormKnocks > 200 || o.stormWait <= 0 ||
+		o.surviveKnockers < 1 || o.surviveWarmup < 0 || o.surviveKnockers*len(o.surviveGaps) > 3000 {
 		flag.Usage()
 		os.Exit(2)
 	}
@@ -135,8 +158,16 @@ func run(ctx context.Context, o options) (err error) {
 
 	r := report{opts: o, started: time.Now()}
 	logf("generator baseline: %d packets with no daemon running", o.floodPackets)
-	if r.baseline, err = baseline(ctx, o, l); err != nil {
+	if r.baseline, err = baseline(ctx, l, newPlan(o, l)); err != nil {
 		return fmt.Errorf("generator baseline: %w", err)
+	}
+	if len(o.surviveGaps) > 0 {
+		p := survivalPlan(o, l)
+		p.knocks, p.spoofed = nil, o.floodPackets
+		logf("generator baseline: %d IPv6 packets, as in the survival flood, with no daemon running", o.floodPackets)
+		if r.baseline6, err = baseline(ctx, l, p); err != nil {
+			return fmt.Errorf("generator baseline: %w", err)
+		}
 	}
 	logf("timing %d starts of the latency door's start command alone", o.latency)
 	if r.shell, err = shellFloor(ctx, e, o.latency, o.latencyGap); err != nil {

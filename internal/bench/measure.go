@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -33,12 +34,13 @@ type env struct {
 	lab    *lab
 	dir    string
 	conf   string
+	conf2  string // conf and the stormed door, for the second run
 	opened string // the flooded door's start command appends %IP% here
 	fifo   *fifo  // the latency door's start command echoes into it
 }
 
 func newEnv(l *lab, dir string, o options) (*env, error) {
-	e := &env{lab: l, dir: dir, conf: filepath.Join(dir, "knockd.conf"), opened: filepath.Join(dir, "opened")}
+	e := &env{lab: l, dir: dir, conf: filepath.Join(dir, "knockd.conf"), conf2: filepath.Join(dir, "knockd-2.conf"), opened: filepath.Join(dir, "opened")}
 	fifoPath := filepath.Join(dir, "latency.fifo")
 	conf := fmt.Sprintf(`# Written by internal/bench: the same file for knockd 0.8 and ours.
 [latency]
@@ -54,6 +56,15 @@ func newEnv(l *lab, dir string, o options) (*env, error) {
 `, latencyPort, fifoPath, floodSequence[0], floodSequence[1], floodSequence[2], o.seqTimeout, e.opened)
 	if err := os.WriteFile(e.conf, []byte(conf), 0o644); err != nil {
 		return nil, err
+	}
+	if err := os.WriteFile(e.conf2, []byte(conf+fmt.Sprintf(stormConfig, stormDoor, stormPort)), 0o644); err != nil {
+		return nil, err
+	}
+	// The storm's knockers, one address each.
+	for i := range o.stormKnocks {
+		if _, err := l.client.TryIP("addr", "add", stormKnocker(i).String()+"/32", "dev", l.veth.A.Dev); err != nil {
+			return nil, err
+		}
 	}
 	var err error
 	if e.fifo, err = openFIFO(fifoPath); err != nil {
@@ -97,49 +108,54 @@ type result struct {
 	expiryCPU    time.Duration
 	expiryWindow time.Duration
 	perfData     string
+
+	// The second run's phases; nil when skipped.
+	survival *survivalResult
+	storm    *stormResult
 }
 
-// measure runs one daemon through the idle, latency and flood phases.
-func measure(ctx context.Context, o options, e *env, name, bin string) (*result, error) {
+// daemon is a daemon started for a run and seen to work.
+type daemon struct {
+	*proc
+	logPath string
+	outPath string
+	knocker *udpKnocker // knocks on the latency door from clientAddr
+}
+
+// startDaemon starts name's bin on conf, with the files of the run called
+// tag, and waits until a knock opens the latency door. watch, when not
+// nil, gets the daemon's standard output; extra are more flags.
+func (e *env) startDaemon(ctx context.Context, o options, name, bin, conf, tag string, watch io.Writer, extra ...string) (_ *daemon, err error) {
 	l := e.lab
-	res := &result{name: name}
-	logPath := filepath.Join(e.dir, name+".log")
-	args := []string{"-c", e.conf, "-i", l.veth.B.Dev, "-g", logPath}
+	d := &daemon{logPath: filepath.Join(e.dir, tag+".log"), outPath: filepath.Join(e.dir, tag+".out")}
+	args := append([]string{"-c", conf, "-i", l.veth.B.Dev, "-g", d.logPath}, extra...)
 	if name == "ours" {
-		args = append(args, "--backend", "raw", "--state-dir", filepath.Join(e.dir, "state"))
+		args = append(args, "--backend", "raw", "--state-dir", filepath.Join(e.dir, "state-"+tag))
 	}
-	outPath := filepath.Join(e.dir, name+".out")
 	logf("%s: starting %s %s", name, bin, strings.Join(args, " "))
 	daemonCPU := -1
 	if o.pin {
 		daemonCPU = 1
 	}
-	p, err := startProc(l.server, name, outPath, daemonCPU, bin, args...)
-	if err != nil {
+	if d.proc, err = startProc(l.server, name, d.outPath, watch, daemonCPU, bin, args...); err != nil {
 		return nil, err
 	}
-	defer p.stop()
-	fail := func(err error) (*result, error) {
-		out, _ := os.ReadFile(outPath)
-		if len(out) > 2000 {
-			out = out[len(out)-2000:]
+	defer func() {
+		if err != nil {
+			d.stop()
 		}
-		return nil, fmt.Errorf("%w\n%s output:\n%s", err, name, out)
-	}
-
-	k, err := dialUDP(l.client, netip.AddrPortFrom(clientAddr, 0), netip.AddrPortFrom(serverAddr, latencyPort))
-	if err != nil {
+	}()
+	if d.knocker, err = dialUDP(l.client, netip.AddrPortFrom(clientAddr, 0), netip.AddrPortFrom(serverAddr, latencyPort)); err != nil {
 		return nil, err
 	}
-	defer k.Close()
 
 	// Ready when a knock opens the latency door.
 	ready := false
 	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline) && !ready; {
-		if p.exited() {
-			return fail(fmt.Errorf("exited during start-up: %v", p.err))
+		if d.exited() {
+			return nil, d.fail(fmt.Errorf("exited during start-up: %v", d.err))
 		}
-		if _, err := k.knock(); err != nil {
+		if _, err := d.knocker.knock(); err != nil {
 			return nil, err
 		}
 		_, ready = e.fifo.wait(ctx, 250*time.Millisecond)
@@ -148,8 +164,39 @@ func measure(ctx context.Context, o options, e *env, name, bin string) (*result,
 		}
 	}
 	if !ready {
-		return fail(fmt.Errorf("no opening of the latency door within 20 s of the start"))
+		return nil, d.fail(fmt.Errorf("no opening of the latency door within 20 s of the start"))
 	}
+	return d, nil
+}
+
+// stop stops the daemon and closes its knocker.
+func (d *daemon) stop() {
+	d.proc.stop()
+	if d.knocker != nil {
+		d.knocker.Close()
+	}
+}
+
+// fail adds the end of the daemon's output to err.
+func (d *daemon) fail(err error) error {
+	out, _ := os.ReadFile(d.outPath)
+	if len(out) > 2000 {
+		out = out[len(out)-2000:]
+	}
+	return fmt.Errorf("%w\n%s output:\n%s", err, d.name, out)
+}
+
+// measure runs one daemon through the idle, latency and flood phases,
+// then starts it again for the storm and survival phases.
+func measure(ctx context.Context, o options, e *env, name, bin string) (*result, error) {
+	res := &result{name: name}
+	d, err := e.startDaemon(ctx, o, name, bin, e.conf, name, nil)
+	if err != nil {
+		return nil, err
+	}
+	defer d.stop()
+	p, k, logPath := d.proc, d.knocker, d.logPath
+	fail := func(err error) (*result, error) { return nil, d.fail(err) }
 	logf("%s: running (pid %d); idle for %v", name, p.pid, o.idle)
 
 	// Idle: after the start-up and the probe have settled.
@@ -205,8 +252,12 @@ func measure(ctx context.Context, o options, e *env, name, bin string) (*result,
 	if err := flood(ctx, o, e, p, logPath, res); err != nil {
 		return fail(err)
 	}
-	p.stop()
+	d.stop()
 	logf("%s: stopped", name)
+
+	if err := secondRun(ctx, o, e, name, bin, res); err != nil {
+		return nil, err
+	}
 	return res, nil
 }
 
@@ -266,30 +317,9 @@ func flood(ctx context.Context, o options, e *env, p *proc, logPath string, res 
 	logf("%s: sent %d frames in %v (%.0f packets/s); waiting for the daemon to go quiet",
 		res.name, res.gen.sent, res.gen.took.Round(time.Millisecond), float64(res.gen.sent)/res.gen.took.Seconds())
 
-	// Quiet: less than 20 ms of CPU over the last second.
-	const step, window = 250 * time.Millisecond, 4
-	var samples []time.Duration
-	cpuNow := cpu0
-	for {
-		if err := sleep(ctx, step); err != nil {
-			return err
-		}
-		if p.exited() {
-			return fmt.Errorf("exited during the flood: %v", p.err)
-		}
-		if cpuNow, err = cpuTime(p.pid); err != nil {
-			return err
-		}
-		samples = append(samples, cpuNow)
-		if n := len(samples); n > window && samples[n-1]-samples[n-1-window] < 20*time.Millisecond {
-			res.quiet = true
-			res.drainTime = max(0, time.Since(end)-window*step)
-			break
-		}
-		if time.Since(end) > o.drain {
-			res.drainTime = time.Since(end)
-			break
-		}
+	cpuNow, err := waitQuiet(ctx, p, end, o.drain, &res.quiet, &res.drainTime)
+	if err != nil {
+		return err
 	}
 	res.cpu = cpuNow - cpu0
 	if ts1, err := readThreadStats(p.pid); err == nil && ts1.switches >= ts0.switches {
@@ -330,6 +360,37 @@ func flood(ctx context.Context, o options, e *env, p *proc, logPath string, res 
 	res.expiryCPU, res.expiryWindow = cpu2-cpuNow, time.Since(quietAt)
 	res.logLines = countLines(logPath) - logBefore
 	return nil
+}
+
+// waitQuiet waits until p has spent less than 20 ms of CPU over the last
+// second, or until drain has passed since end, and returns p's CPU time
+// then. It sets quiet, and how long after end p went quiet.
+func waitQuiet(ctx context.Context, p *proc, end time.Time, drain time.Duration, quiet *bool, took *time.Duration) (time.Duration, error) {
+	const step, window = 250 * time.Millisecond, 4
+	var samples []time.Duration
+	for {
+		if err := sleep(ctx, step); err != nil {
+			return 0, err
+		}
+		if p.exited() {
+			return 0, fmt.Errorf("exited during the flood: %v", p.err)
+		}
+		cpuNow, err := cpuTime(p.pid)
+		if err != nil {
+			return 0, err
+		}
+		samples = append(samples, cpuNow)
+		if n := len(samples); n > window && samples[n-1]-samples[n-1-window] < 20*time.Millisecond {
+			*quiet = true
+			*took = max(0, time.Since(end)-window*step)
+			return cpuNow, nil
+		}
+		if time.Since(end) > drain {
+			*quiet = false
+			*took = time.Since(end)
+			return cpuNow, nil
+		}
+	}
 }
 
 // newPlan returns the flood that o asks for.
@@ -382,14 +443,14 @@ func shellFloor(ctx context.Context, e *env, n int, gap time.Duration) ([]time.D
 
 // baseline floods the server with no daemon running: the generator's top
 // rate on this machine.
-func baseline(ctx context.Context, o options, l *lab) (floodResult, error) {
+func baseline(ctx context.Context, l *lab, p floodPlan) (floodResult, error) {
 	tx, err := openTx(l.client, l.veth.A.Dev)
 	if err != nil {
 		return floodResult{}, err
 	}
 	defer tx.Close()
 	var sent atomic.Int64
-	return tx.flood(ctx, newPlan(o, l), &sent)
+	return tx.flood(ctx, p, &sent)
 }
 
 func sleep(ctx context.Context, d time.Duration) error {

@@ -8,6 +8,7 @@ import (
 	"math"
 	"os"
 	"runtime"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -19,6 +20,7 @@ type report struct {
 	took         time.Duration
 	knockd, ours *result
 	baseline     floodResult // the generator alone, no daemon running
+	baseline6    floodResult // the same with IPv6 frames, as the survival flood sends
 	// shell is the latency door's start command started by the bench
 	// itself, sorted: the part of an opening's latency no daemon can
 	// avoid.
@@ -40,6 +42,9 @@ func (r *report) print(w io.Writer) {
 	fmt.Fprintf(w, "Command: `go run ./internal/bench %s`\n", strings.Join(os.Args[1:], " "))
 	if b := r.baseline; b.took > 0 {
 		fmt.Fprintf(w, "Generator alone (no daemon running): %s frames in %.2f s, %s/s", num(b.sent), b.took.Seconds(), num(int(float64(b.sent)/b.took.Seconds())))
+	}
+	if b := r.baseline6; b.took > 0 {
+		fmt.Fprintf(w, "; IPv6 SYNs (the survival flood's): %s in %.2f s, %s/s", num(b.sent), b.took.Seconds(), num(int(float64(b.sent)/b.took.Seconds())))
 	}
 	if o.pin {
 		fmt.Fprintf(w, "; generator pinned to CPU 0, daemons to CPU 1")
@@ -183,6 +188,8 @@ func (r *report) print(w io.Writer) {
 	}
 	add(fmt.Sprintf("Idle %v: wake-ups (context switches, all threads)", o.idle), k, u, ratioOf(func(x *result) (float64, bool) { return float64(x.idleWakeups), true }), "0", met)
 
+	r.secondRows(add)
+
 	// Matcher: per event (Handle), and in batches as the daemon calls it
 	// (HandleBatch).
 	kinds := []struct{ prefix, label string }{
@@ -306,4 +313,139 @@ func cpuModel() string {
 func kernel() string {
 	b, _ := os.ReadFile("/proc/sys/kernel/osrelease")
 	return strings.TrimSpace(string(b))
+}
+
+// secondRows adds the rows of the second run: the storm, the survival
+// flood.
+func (r *report) secondRows(add func(measure, knockd, ours, ratio, target, met string)) {
+	o := r.opts
+	both := func(f func(*result) string) (string, string) {
+		return cell(r.knockd, f), cell(r.ours, f)
+	}
+
+	if o.storm > 0 {
+		st := func(f func(*stormResult) string) func(*result) string {
+			return phase(func(x *result) *stormResult { return x.storm }, f)
+		}
+		k, u := both(st(func(s *stormResult) string {
+			return fmt.Sprintf("%s in %.2f s (%s/s)", num(s.gen.sent), s.gen.took.Seconds(), num(int(float64(s.gen.sent)/s.gen.took.Seconds())))
+		}))
+		add(fmt.Sprintf("Storm: spoofed UDP datagrams to a one-port door whose command is `sleep 1`, sent (%d knocks on another door meanwhile)", o.stormKnocks), k, u, "", "", "")
+		k, u = both(st(func(s *stormResult) string {
+			return fmt.Sprintf("%d/%d OPEN SESAME, %d/%d commands ran", s.sesames, s.knocks, s.ran, s.knocks)
+		}))
+		add(fmt.Sprintf("Storm: the other door's knocks, logged / run within %v of the storm's end", o.stormWait), k, u, "", "", "")
+		latency := func(d func(*stormResult) []time.Duration) func(*stormResult) string {
+			return func(s *stormResult) string {
+				v := d(s)
+				if len(v) == 0 {
+					return "none ran"
+				}
+				c := ms(quantile(v, 0.5)) + " / " + ms(quantile(v, 1))
+				if miss := s.knocks - s.ran; miss > 0 {
+					c += fmt.Sprintf(" (%d not run within %v)", miss, s.wait)
+				}
+				return c
+			}
+		}
+		k, u = both(st(latency(func(s *stormResult) []time.Duration { return s.sesameToCmd })))
+		met := ""
+		if r.ours != nil && r.ours.storm != nil {
+			s := r.ours.storm
+			switch {
+			case s.ran < s.knocks || len(s.sesameToCmd) < s.knocks:
+				met = yesNo(false, fmt.Sprintf("%d of %d ran within %v", s.ran, s.knocks, s.wait))
+			default:
+				worst := quantile(s.sesameToCmd, 1)
+				met = yesNo(worst <= 100*time.Millisecond, fmt.Sprintf("%.2f× the target", float64(worst)/float64(100*time.Millisecond)))
+			}
+		}
+		add("Storm: the other door's start command, its OPEN SESAME → running, ms: median / max", k, u, "", "≤ 100 ms", met)
+		k, u = both(st(latency(func(s *stormResult) []time.Duration { return s.sentToCmd })))
+		add("Storm: the other door's start command, knock sent → running, ms: median / max", k, u, "", "", "")
+		k, u = both(st(func(s *stormResult) string {
+			return fmt.Sprintf("%s / %s", num(s.stormOpen), num(s.stormCmd))
+		}))
+		add(fmt.Sprintf("Storm: the stormed door's OPEN SESAME / running command lines, storm start to %v after its end", o.stormWait), k, u, "", "", "")
+	}
+
+	if len(o.surviveGaps) > 0 {
+		sv := func(f func(*survivalResult) string) func(*result) string {
+			return phase(func(x *result) *survivalResult { return x.survival }, f)
+		}
+		k, u := both(sv(func(s *survivalResult) string {
+			return fmt.Sprintf("%s in %.2f s (%s/s)", num(s.gen.sent), s.gen.took.Seconds(), num(int(s.rate())))
+		}))
+		add(fmt.Sprintf("Survival: IPv6 SYNs to the first port from spoofed sources used once each (knockers from frame %s), sent", num(o.surviveWarmup)), k, u, "", "", "")
+		k, u = both(sv(func(s *survivalResult) string {
+			return fmt.Sprintf("%s (%s)", num(int(s.sock.drops)), pct(s.sock.drops, s.sock.packets))
+		}))
+		add("Survival: dropped by the kernel, socket queue or ring full", k, u, "", "", "")
+		k, u = both(sv(func(s *survivalResult) string {
+			var parts []string
+			for i, g := range s.gaps {
+				parts = append(parts, fmt.Sprintf("%s: %d/%d", short(g), s.opened[i], s.knockers))
+			}
+			c := "before the flood: no"
+			if s.control {
+				c = "before the flood: yes"
+			}
+			return c + "; " + strings.Join(parts, ", ")
+		}))
+		add("Survival: knockers that opened the door, by spoofed frames between two knocks", k, u, "", "", "")
+		k, u = both(sv(func(s *survivalResult) string {
+			g, ok := s.longest()
+			if !ok {
+				return "none"
+			}
+			return num(g)
+		}))
+		met := ""
+		if r.ours != nil && r.ours.survival != nil {
+			g, _ := r.ours.survival.longest()
+			met = yesNo(g >= 500_000, num(g))
+		}
+		add("Survival: newer spoofed attempts a stage-1 knocker survives (the longest pause with every knocker in)", k, u, "", "≥ 500,000", met)
+		k, u = both(sv(func(s *survivalResult) string {
+			g, ok := s.longest()
+			if !ok {
+				return "none"
+			}
+			return fmt.Sprintf("%.3f at %s/s", float64(g)/s.rate(), num(int(s.rate())))
+		}))
+		add("Survival: that pause between knocks, s, at the flood's rate", k, u, "", "", "")
+		k, u = both(sv(func(s *survivalResult) string { return fmt.Sprintf("%.1f", float64(s.rss)/(1<<20)) }))
+		met = ""
+		if r.ours != nil && r.ours.survival != nil {
+			mib := float64(r.ours.survival.rss) / (1 << 20)
+			if mib <= 64 {
+				met = "yes (the whole process)"
+			} else {
+				met = fmt.Sprintf("not shown: the whole process holds %.1f MiB", mib)
+			}
+		}
+		add("Survival: peak RSS of the second run (VmHWM), MiB", k, u, "", "matcher ≤ 64 MiB", met)
+	}
+}
+
+// phase makes a cell of a phase's result, empty where the phase did not
+// run.
+func phase[T any](get func(*result) *T, f func(*T) string) func(*result) string {
+	return func(x *result) string {
+		if p := get(x); p != nil {
+			return f(p)
+		}
+		return ""
+	}
+}
+
+// short prints a count as 50k or 1.5M.
+func short(n int) string {
+	switch {
+	case n >= 1_000_000 && n%100_000 == 0:
+		return strconv.FormatFloat(float64(n)/1e6, 'f', -1, 64) + "M"
+	case n >= 1000 && n%1000 == 0:
+		return strconv.Itoa(n/1000) + "k"
+	}
+	return num(n)
 }

@@ -353,7 +353,7 @@ func TestCommandBoundUnderUDPFlood(t *testing.T) {
 		t.Errorf("%d commands ran at once, bound is %d", peak, bound)
 	}
 	d.stop()
-	if strings.Contains(d.output(), "not running") {
+	if strings.Contains(d.output(), "refused") {
 		t.Errorf("commands were refused although the queue was large enough")
 	}
 }

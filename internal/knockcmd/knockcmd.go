@@ -24,24 +24,6 @@ const DefaultTimeout = 500 * time.Millisecond
 // completes and nothing is waited for.
 const NoWait time.Duration = -1
 
-// Usage is the text printed for -h and for a bad command line. It is
-// knock 0.8's, with the one option knock 0.8 does not have.
-const Usage = `usage: knock [options] <host> <port[:proto]> [port[:proto]] ...
-options:
-  -u, --udp            make all ports hits use UDP (default is TCP)
-  -d, --delay <t>      wait <t> milliseconds between port hits
-  -4, --ipv4           Force usage of IPv4
-  -6, --ipv6           Force usage of IPv6
-  -v, --verbose        be verbose
-  -V, --version        display version
-  -h, --help           this help
-      --timeout <t>    wait at most <t> milliseconds for each TCP knock
-                       (default 500; 0 sends the SYN and moves on at once)
-
-example:  knock myserver.example.com 123:tcp 456:udp 789:tcp
-
-`
-
 // Family restricts the addresses a host name may resolve to.
 type Family int
 

@@ -9,17 +9,13 @@ import (
 )
 
 // testGate returns a flood gate that logs to the buffer.
-func testGate(t *testing.T) (*floodGate, *bytes.Buffer) {
+func testGate() (*floodGate, *bytes.Buffer) {
 	var out bytes.Buffer
-	log, err := klog.New(klog.Options{Verbose: &out})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return newFloodGate(log), &out
+	return newFloodGate(klog.New(klog.Options{Verbose: &out})), &out
 }
 
 func TestFloodGateSummarisesEachKind(t *testing.T) {
-	g, out := testGate(t)
+	g, out := testGate()
 	allowed := [chattyKinds]int{}
 	for i := 0; i < 500; i++ {
 		for kind := range chattyKinds {
@@ -42,7 +38,7 @@ func TestFloodGateSummarisesEachKind(t *testing.T) {
 }
 
 func TestFloodGateSummarisesEvictions(t *testing.T) {
-	g, out := testGate(t)
+	g, out := testGate()
 	g.count(evictions, 1000)
 	g.count(evictions, 234)
 	g.close()

@@ -5,6 +5,7 @@ package knockd
 
 import (
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"io"
@@ -39,6 +40,11 @@ type Options struct {
 	Lookup     bool   // -l
 	Verbose    bool   // -v
 	IPv4Only   bool   // -4
+	Check      bool   // -t, --check: parse, print the doors, bind nothing
+
+	// SyslogPath is the system logger's socket, for tests; empty means
+	// /dev/log.
+	SyslogPath string
 
 	// Stdout and Stderr default to the process's.
 	Stdout, Stderr io.Writer
@@ -52,6 +58,9 @@ type Options struct {
 // Run runs the daemon until ctx ends. A bad configuration or a capture
 // that cannot start returns an error before anything runs.
 func Run(ctx context.Context, opts Options) (err error) {
+	if opts.Check {
+		return check(opts)
+	}
 	d, err := start(opts)
 	if err == nil && opts.Daemon {
 		// Before Ready, so that the pid file exists when "knockd -d"
@@ -99,19 +108,16 @@ func start(opts Options) (*daemon, error) {
 	}
 	d := &daemon{opts: opts, cfg: cfg}
 
-	lo := klog.Options{Errors: opts.Stderr, LogFile: cfg.LogFile, Syslog: cfg.UseSyslog}
-	if opts.LogFile != "" {
-		lo.LogFile = opts.LogFile
-	}
+	lo := klog.Options{Errors: opts.Stderr, LogFile: d.logFile(cfg), Syslog: cfg.UseSyslog, SyslogPath: opts.SyslogPath}
 	if opts.Verbose {
 		lo.Verbose = opts.Stdout
 	}
 	if opts.Debug {
 		lo.Debug = opts.Stdout
 	}
-	if d.log, err = klog.New(lo); err != nil {
-		return nil, err
-	}
+	// A log file that cannot be opened, or no system logger, is a
+	// warning, as in knockd 0.8.
+	d.log = klog.New(lo)
 	fail := func(err error) (*daemon, error) {
 		d.log.Close()
 		return nil, err
@@ -120,28 +126,30 @@ func start(opts Options) (*daemon, error) {
 		d.log.Error("warning: %s", w)
 	}
 
-	d.iface = opts.Interface
-	if d.iface == "" {
-		d.iface = cfg.Interface
-	}
+	d.iface = d.interfaceOf(cfg)
 	var ifaces []string
 	if d.iface != "" && d.iface != "any" {
 		ifaces = strings.Split(d.iface, ",")
 	}
 
-	stateDir, err := stateDir(opts.StateDir, cfg.StateDir)
-	if err != nil {
+	// Without a stop command there is nothing to keep: the default state
+	// directory is used only if it exists, for what an earlier run left.
+	needState := hasStop(cfg.Doors)
+	stateDir, err := stateDir(opts.StateDir, cfg.StateDir, cfg.Path)
+	if err != nil && needState {
 		return fail(err)
 	}
 	d.runner, err = exec.New(exec.Options{
-		Logf:       d.log.Log,
-		MaxRunning: cfg.MaxCommands,
-		StateDir:   stateDir,
-		Stdout:     opts.Stdout,
-		Stderr:     opts.Stderr,
+		Logf:           d.log.Log,
+		MaxRunning:     cfg.MaxCommands,
+		CommandLimit:   cfg.CommandLimit,
+		StateDir:       stateDir,
+		StateIfPresent: !needState,
+		Stdout:         opts.Stdout,
+		Stderr:         opts.Stderr,
 	})
 	if err != nil {
-		return fail(fmt.Errorf("%w (set StateDir in [options] or --state-dir to a writable directory)", err))
+		return fail(err)
 	}
 
 	d.matcher = match.New(cfg.Doors, match.Options{MaxAttempts: cfg.MaxAttempts})
@@ -150,6 +158,7 @@ func start(opts Options) (*daemon, error) {
 		return fail(err)
 	}
 	d.warnUnsupported(cfg.Doors)
+	d.warnMissingInterfaces(ifaces)
 	if n, err := d.runner.Recover(); err != nil {
 		d.log.Error("%v", err)
 	} else if n > 0 {
@@ -185,29 +194,65 @@ func (d *daemon) openSource(spec capture.Spec) (capture.Source, error) {
 }
 
 // stateDir picks where pending stop commands are kept: the flag, the
-// configuration, systemd's $STATE_DIRECTORY, /var/lib/knockd for root,
-// else the user's state directory.
-func stateDir(flag, conf string) (string, error) {
+// configuration, else a subdirectory of systemd's $STATE_DIRECTORY, of
+// /var/lib/knockd for root, or of the user's state directory, named for
+// the configuration file (see stateName), so that instances with
+// different configurations never share their state.
+func stateDir(flag, conf, configPath string) (string, error) {
 	switch {
 	case flag != "":
 		return flag, nil
 	case conf != "":
 		return conf, nil
 	}
+	base := ""
 	if s := os.Getenv("STATE_DIRECTORY"); s != "" {
-		return strings.Split(s, ":")[0], nil
+		base = strings.Split(s, ":")[0]
+	} else if os.Geteuid() == 0 {
+		base = "/var/lib/knockd"
+	} else if s := os.Getenv("XDG_STATE_HOME"); s != "" {
+		base = filepath.Join(s, "knockd")
+	} else if home, err := os.UserHomeDir(); err == nil && home != "" && home != "/" {
+		base = filepath.Join(home, ".local", "state", "knockd")
+	} else {
+		return "", errors.New("no directory for the state of pending stop commands: set StateDir in [options], --state-dir, or StateDirectory= in the systemd unit")
 	}
-	if os.Geteuid() == 0 {
-		return "/var/lib/knockd", nil
+	return filepath.Join(base, stateName(configPath)), nil
+}
+
+// stateName names an instance's state directory after its configuration
+// file: the absolute path with every character other than letters,
+// digits, '.', '-' and '_' turned into '_', and 8 hex digits of its
+// SHA-256 so that paths that read the same stay apart. /etc/knockd.conf
+// gives etc_knockd.conf-59fb8fc5.
+func stateName(configPath string) string {
+	abs, err := filepath.Abs(configPath)
+	if err != nil {
+		abs = filepath.Clean(configPath)
 	}
-	if s := os.Getenv("XDG_STATE_HOME"); s != "" {
-		return filepath.Join(s, "knockd"), nil
+	sum := sha256.Sum256([]byte(abs))
+	name := strings.Map(func(r rune) rune {
+		switch {
+		case r >= 'a' && r <= 'z', r >= 'A' && r <= 'Z', r >= '0' && r <= '9', r == '.', r == '-', r == '_':
+			return r
+		}
+		return '_'
+	}, strings.TrimPrefix(abs, "/"))
+	if len(name) > 200 {
+		name = name[len(name)-200:]
 	}
-	home, err := os.UserHomeDir()
-	if err != nil || home == "" || home == "/" {
-		return "", errors.New("no directory for the state of pending stop commands: set StateDir in [options] or --state-dir")
+	return fmt.Sprintf("%s-%x", name, sum[:4])
+}
+
+// hasStop reports whether a door has a stop command, that is whether the
+// daemon has state to keep.
+func hasStop(doors []*config.Door) bool {
+	for _, d := range doors {
+		if d.StopCommand != "" || d.StopCommand6 != "" {
+			return true
+		}
 	}
-	return filepath.Join(home, ".local", "state", "knockd"), nil
+	return false
 }
 
 // writePidFile writes the pid file of -d and returns what removes it. As
@@ -229,12 +274,8 @@ func (d *daemon) writePidFile() (remove func()) {
 
 func (d *daemon) serve(ctx context.Context) error {
 	defer d.log.Close()
-	listening := d.iface
-	if listening == "" {
-		listening = "any"
-	}
-	d.log.Verbose("listening on %s...", listening)
-	d.log.Record("starting up, listening on %s", listening)
+	d.log.Verbose("listening on %s...", listening(d.iface))
+	d.log.Record("starting up, listening on %s", listening(d.iface))
 
 	runCtx, stop := context.WithCancel(ctx)
 	defer stop()
@@ -351,35 +392,103 @@ func (d *daemon) spec(doors []*config.Door) capture.Spec {
 }
 
 // reload re-reads the configuration. A bad one is logged and the running
-// one stays; a good one replaces the doors at once: attempts in progress
-// on unchanged doors go on, the others end.
+// one stays (its log file is opened again all the same, for log
+// rotation); a good one replaces the doors at once: attempts in progress
+// on unchanged doors go on, the others end. Of [options], LogFile,
+// UseSyslog and Interface take effect; those that cannot change while
+// running are logged, one line each.
 func (d *daemon) reload(ctx context.Context) {
 	d.log.Log("re-reading config file: %s", d.opts.ConfigPath)
-	if err := d.log.Reopen(); err != nil {
-		d.log.Error("%v", err)
-	}
 	cfg, err := config.Load(d.opts.ConfigPath)
 	if err != nil {
+		d.log.Reload(d.logFile(d.cfg), d.cfg.UseSyslog)
 		d.log.Error("%v; keeping the running configuration", err)
 		return
 	}
 	for _, w := range cfg.Warnings {
 		d.log.Error("warning: %s", w)
 	}
+	iface := d.interfaceOf(cfg)
 	var updateErr error
-	d.loop.Do(ctx, func(m *match.Matcher) {
-		// On the matcher's goroutine, like every capture update.
-		if updateErr = d.src.Update(d.spec(cfg.Doors)); updateErr == nil {
-			m.Reload(cfg.Doors)
-			m.SetMaxAttempts(cfg.MaxAttempts)
+	ran := d.loop.Do(ctx, func(m *match.Matcher) {
+		// On the matcher's goroutine, like every capture update; d.iface
+		// changes here too, since spec reads it there.
+		old := d.iface
+		d.iface = iface
+		if updateErr = d.src.Update(d.spec(cfg.Doors)); updateErr != nil {
+			d.iface = old
+			return
 		}
+		m.Reload(cfg.Doors)
+		m.SetMaxAttempts(cfg.MaxAttempts)
 	})
+	if !ran {
+		return // shutting down
+	}
 	if updateErr != nil {
+		d.log.Reload(d.logFile(d.cfg), d.cfg.UseSyslog)
 		d.log.Error("cannot watch the new configuration's ports: %v; keeping the running configuration", updateErr)
 		return
 	}
+	old := d.cfg
 	d.cfg = cfg
+	d.log.Reload(d.logFile(cfg), cfg.UseSyslog)
+	if now := listening(iface); now != listening(d.interfaceOf(old)) {
+		d.log.Log("re-reading config file: now listening on %s", now)
+	}
+	d.flagWins("Interface", "-i", d.opts.Interface, old.Interface, cfg.Interface)
+	d.flagWins("LogFile", "-g", d.opts.LogFile, old.LogFile, cfg.LogFile)
+	if d.opts.Daemon {
+		d.fixed("PidFile", d.opts.PidFile, old.PidFile, cfg.PidFile, config.DefaultPidFile)
+	}
+	d.fixed("StateDir", d.opts.StateDir, old.StateDir, cfg.StateDir, "the default state directory")
+	// [options] MaxAttempts: its reload comes with the match/ change (issue 10).
+	d.runner.SetLimits(cfg.MaxCommands, cfg.CommandLimit)
 	d.warnUnsupported(cfg.Doors)
+}
+
+// flagWins logs that a changed [options] key has no effect because the
+// command line set it.
+func (d *daemon) flagWins(key, flag, flagValue, was, now string) {
+	if flagValue != "" && was != now {
+		d.log.Error("re-reading config file: %s ignored: %s %s on the command line wins", key, flag, flagValue)
+	}
+}
+
+// fixed logs that a changed [options] key only takes effect at the next
+// start (unless the command line sets it, which wins anyway).
+func (d *daemon) fixed(key, flagValue, was, now, dflt string) {
+	if flagValue != "" || was == now {
+		return
+	}
+	if now == "" {
+		now = dflt
+	}
+	d.log.Error("re-reading config file: %s cannot change while running; restart knockd to use %s", key, now)
+}
+
+// logFile is where lines go for cfg: -g wins over LogFile.
+func (d *daemon) logFile(cfg *config.Config) string {
+	if d.opts.LogFile != "" {
+		return d.opts.LogFile
+	}
+	return cfg.LogFile
+}
+
+// interfaceOf is the interface list for cfg: -i wins over Interface.
+func (d *daemon) interfaceOf(cfg *config.Config) string {
+	if d.opts.Interface != "" {
+		return d.opts.Interface
+	}
+	return cfg.Interface
+}
+
+// listening names iface as the log lines do: "any" for all interfaces.
+func listening(iface string) string {
+	if iface == "" {
+		return "any"
+	}
+	return iface
 }
 
 // warnUnsupported reports the doors the listener backend can never open.

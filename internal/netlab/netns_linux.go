@@ -100,3 +100,12 @@ func openTun(ns, dev string) (*os.File, error) {
 	})
 	return f, err
 }
+
+// netnsID returns an identifier of this thread's network namespace.
+func netnsID() (string, error) {
+	var st unix.Stat_t
+	if err := unix.Stat("/proc/thread-self/ns/net", &st); err != nil {
+		return "", fmt.Errorf("reading this thread's network namespace: %w", err)
+	}
+	return fmt.Sprintf("%d:%d", st.Dev, st.Ino), nil
+}

@@ -19,3 +19,7 @@ func doIn(ns string, f func() error) error {
 func openTun(ns, dev string) (*os.File, error) {
 	return nil, fmt.Errorf("netlab: not implemented on %s", runtime.GOOS)
 }
+
+func netnsID() (string, error) {
+	return "", fmt.Errorf("not implemented on %s", runtime.GOOS)
+}
