@@ -107,9 +107,10 @@ type Stats struct {
 	Refused uint64
 	// MaxAttempts is the cap on attempts in effect.
 	MaxAttempts int
-	// Bytes is the memory the attempts and the source table hold,
-	// allocated so far: it grows with the attempts in progress up to the
-	// cap, and is not given back until the cap changes.
+	// Bytes is the memory allocated for the attempts and the source
+	// table: for a cap up to a million, all they can need, up front (the
+	// pages are used only as attempts fill them); above it, what they
+	// have grown to. It changes only with the cap.
 	Bytes int
 }
 
@@ -338,8 +339,26 @@ func New(doors []*config.Door, opts Options) *Matcher {
 		m.opts.OneTime = useOneTimeFile
 	}
 	m.tab = newTable(m.max)
+	m.atts = newAttempts(m.max)
 	m.setDoors(doors)
 	return m
+}
+
+// maxUpfrontAttempts caps the attempts allocated up front (64 MiB); a
+// larger cap is reached by doubling.
+const maxUpfrontAttempts = 1 << 20
+
+// newAttempts returns an empty slice of attempts for a cap of max. Up to
+// maxUpfrontAttempts it has room for them all, so that a flood filling
+// the cap never copies the attempts to a larger slice (a stall while
+// packets arrive) nor leaves the old ones as garbage (peak memory). The
+// memory is fresh from the system, and the slice holds no pointers: the
+// pages are touched only as attempts fill them.
+func newAttempts(max int) []attempt {
+	if max > maxUpfrontAttempts {
+		return nil
+	}
+	return make([]attempt, 0, max)
 }
 
 // capFor returns the cap on attempts for MaxAttempts n.

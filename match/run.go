@@ -56,9 +56,7 @@ func (m *Matcher) SetMaxAttempts(n int) {
 	}
 	m.max = n
 	m.tab = newTable(n)
-	if cap(m.atts) > n {
-		m.atts = nil
-	}
+	m.atts = newAttempts(n)
 	m.restore(keep, true)
 }
 
