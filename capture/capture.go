@@ -35,6 +35,11 @@ type Port struct {
 	// Targets are the only destination addresses of interest, from the
 	// doors' Target directives. Nil means any of the host's addresses.
 	Targets []netip.Addr
+	// Sources are the only source prefixes of interest: the union of the
+	// Source lists of the doors that knock here, when each of them has
+	// one. Nil means any source. A packet from elsewhere counts for
+	// nothing, and a source may drop it.
+	Sources []netip.Prefix
 	// Flags lists the TCPFlags of the doors using this port; a TCP
 	// packet is of interest if it matches any of them. Valid iff Proto
 	// == TCP.
@@ -63,6 +68,7 @@ func NewSpec(doors []*config.Door, ifaces []string, ipv4Only bool) Spec {
 	idx := map[key]int{}
 	var ports []Port
 	anyTarget := map[key]bool{}
+	anySource := map[key]bool{}
 	for _, d := range doors {
 		seen := map[key]bool{}
 		for _, k := range d.Sequence {
@@ -87,11 +93,22 @@ func NewSpec(doors []*config.Door, ifaces []string, ipv4Only bool) Spec {
 			} else if !slices.Contains(p.Targets, d.Target) {
 				p.Targets = append(p.Targets, d.Target)
 			}
+			if d.Sources == nil {
+				anySource[kk] = true
+			}
+			for _, s := range d.Sources {
+				if !slices.Contains(p.Sources, s) {
+					p.Sources = append(p.Sources, s)
+				}
+			}
 		}
 	}
 	for i := range ports {
 		if anyTarget[key{ports[i].Proto, ports[i].Port}] {
 			ports[i].Targets = nil
+		}
+		if anySource[key{ports[i].Proto, ports[i].Port}] {
+			ports[i].Sources = nil
 		}
 	}
 	slices.SortFunc(ports, func(a, b Port) int {

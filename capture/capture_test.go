@@ -2,8 +2,13 @@ package capture
 
 import (
 	"context"
+	"net/netip"
 	"testing"
 	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/knock-go/knock/config"
 )
 
 func TestPool(t *testing.T) {
@@ -44,4 +49,27 @@ func TestPool(t *testing.T) {
 	}
 	// A batch made by hand has no pool: Release does nothing.
 	(&Batch{}).Release()
+}
+
+// TestNewSpecSources: a port gets the union of its doors' Source lists,
+// or nil as soon as one door on it takes any source.
+func TestNewSpecSources(t *testing.T) {
+	pfx := netip.MustParsePrefix
+	lan := &config.Door{Name: "lan", Sequence: []config.Knock{{Port: 7000, Proto: config.TCP}, {Port: 8000, Proto: config.UDP}},
+		Sources: []netip.Prefix{pfx("198.51.100.0/24")}}
+	v6 := &config.Door{Name: "v6", Sequence: []config.Knock{{Port: 7000, Proto: config.TCP}},
+		Sources: []netip.Prefix{pfx("2001:db8::/32"), pfx("198.51.100.0/24")}}
+	open := &config.Door{Name: "open", Sequence: []config.Knock{{Port: 8000, Proto: config.UDP}}}
+	spec := NewSpec([]*config.Door{lan, v6, open}, nil, false)
+	got := map[string][]netip.Prefix{}
+	for _, p := range spec.Ports {
+		got[config.Knock{Port: p.Port, Proto: p.Proto}.String()] = p.Sources
+	}
+	want := map[string][]netip.Prefix{
+		"7000:tcp": {pfx("198.51.100.0/24"), pfx("2001:db8::/32")},
+		"8000:udp": nil,
+	}
+	if diff := cmp.Diff(want, got, cmp.Comparer(func(a, b netip.Prefix) bool { return a == b })); diff != "" {
+		t.Errorf("sources by port (-want +got):\n%s", diff)
+	}
 }

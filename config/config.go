@@ -135,6 +135,24 @@ type Door struct {
 	// Target is the address the knocks must be sent to. The zero value
 	// means any of the host's own addresses.
 	Target netip.Addr
+	// Sources are the prefixes the knocks must come from (the Source
+	// key): a knock from any other address counts for nothing on this
+	// door. Nil means any source. Each prefix is masked, and an
+	// IPv4-mapped one is given as IPv4.
+	Sources []netip.Prefix
+}
+
+// SourceOK reports whether a knock from src may count on d.
+func (d *Door) SourceOK(src netip.Addr) bool {
+	if d.Sources == nil {
+		return true
+	}
+	for _, p := range d.Sources {
+		if p.Contains(src) {
+			return true
+		}
+	}
+	return false
 }
 
 // Commands returns the start and stop commands for a knocker at src, with

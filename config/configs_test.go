@@ -10,10 +10,12 @@ import (
 	"github.com/google/go-cmp/cmp/cmpopts"
 )
 
-// cmpAddr compares netip.Addr values, whose fields are unexported, and
-// leaves out Door.OneTimeInfo, the os.FileInfo of a one-time file.
+// cmpAddr compares netip.Addr and netip.Prefix values, whose fields are
+// unexported, and leaves out Door.OneTimeInfo, the os.FileInfo of a
+// one-time file.
 var cmpAddr = cmp.Options{
 	cmp.Comparer(func(a, b netip.Addr) bool { return a == b }),
+	cmp.Comparer(func(a, b netip.Prefix) bool { return a == b }),
 	cmpopts.IgnoreFields(Door{}, "OneTimeInfo"),
 }
 

@@ -51,6 +51,7 @@ func FuzzParse(f *testing.F) {
 		"[d]\nsequence 7000\n",
 		"[options]\nUseSyslog\nUseSyslog\n",
 		"[DEFAULT]\nsequence = 1\n[d]\ntimeout = 0\n",
+		"[d]\nsequence = 1\nsource = 192.0.2.0/24, 2001:db8::1\nsource = ::ffff:198.51.100.0/120\n",
 	} {
 		f.Add([]byte(s))
 	}
@@ -83,6 +84,11 @@ func FuzzParse(f *testing.F) {
 			}
 			if d.Flags.Set&d.Flags.Unset != 0 {
 				t.Fatalf("door %s: flags %+v can never match", d.Name, d.Flags)
+			}
+			for _, p := range d.Sources {
+				if !p.IsValid() || p != p.Masked() || p.Addr().Zone() != "" || p.Addr().Is4In6() && p.Bits() >= 96 {
+					t.Fatalf("door %s: source prefix %v is not a plain masked prefix", d.Name, p)
+				}
 			}
 		}
 	})

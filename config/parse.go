@@ -287,6 +287,7 @@ var keyDefs = map[string]keyDef{
 	"stop_command_6":     {"Stop_Command_6", "stop_command_6", doorKey, strings.Replace(exampleStop, "iptables", "ip6tables", 1)},
 	"cmd_timeout":        {"Cmd_Timeout", "cmd_timeout", doorKey, "10"},
 	"target":             {"Target", "target", doorKey, "192.0.2.1"},
+	"source":             {"Source", "source", doorKey, "192.0.2.0/24, 2001:db8::/32"},
 }
 
 // builder turns scanned sections into a Config.
@@ -442,6 +443,12 @@ func (b *builder) entry(s *section, ds *doorState, e entry) *Error {
 		ds.stop6Ln, ds.stop6Key = e.line, def.name
 	case "target":
 		ds.d.Target, err = parseTarget(v)
+	case "source":
+		// Several Source lines add up.
+		var ps []netip.Prefix
+		if ps, err = ParseSources(v); err == nil {
+			ds.d.Sources = append(ds.d.Sources, ps...)
+		}
 	}
 	if err != nil {
 		return fail(def.name, "%s", err)

@@ -142,6 +142,22 @@ func TestParseErrors(t *testing.T) {
 			3, "d", "Target", `"example.com" is not an IP address`},
 		{"target with zone", "[d]\nsequence = 1\ntarget = fe80::1%eth0\n",
 			3, "d", "Target", `has a zone`},
+		{"bad source address", "[door]\nsequence = 1\nSource = 10.0.0.300/8\n",
+			3, "door", "Source", `"10.0.0.300/8" is not an address or CIDR prefix (write an address or a prefix, such as 192.0.2.7, 192.0.2.0/24 or 2001:db8::/32, several separated by commas)`},
+		{"source prefix too long", "[d]\nsequence = 1\nsource = 192.0.2.0/33\n",
+			3, "d", "Source", `"192.0.2.0/33" is not an address or CIDR prefix (the length after / is at most 32 for 192.0.2.0)`},
+		{"source prefix with no length", "[d]\nsequence = 1\nsource = 2001:db8::/\n",
+			3, "d", "Source", `"2001:db8::/" is not an address or CIDR prefix`},
+		{"source host name", "[d]\nsequence = 1\nsource = example.com\n",
+			3, "d", "Source", `"example.com" is not an address or CIDR prefix`},
+		{"source list with a trailing comma", "[d]\nsequence = 1\nsource = 192.0.2.0/24,\n",
+			3, "d", "Source", `empty entry in "192.0.2.0/24,"`},
+		{"source list without commas", "[d]\nsequence = 1\nsource = 192.0.2.0/24 198.51.100.0/24\n",
+			3, "d", "Source", `"192.0.2.0/24 198.51.100.0/24" is not an address or CIDR prefix`},
+		{"source with zone", "[d]\nsequence = 1\nsource = fe80::1%eth0\n",
+			3, "d", "Source", `has a zone`},
+		{"source in options", "[options]\nsource = 192.0.2.0/24\n",
+			2, "options", "Source", "belongs in a door section"},
 		{"bad MaxAttempts", "[options]\nMaxAttempts = many\n",
 			2, "options", "MaxAttempts", `"many" is not a whole number`},
 		{"zero MaxCommands", "[options]\nMaxCommands = 0\n",
@@ -343,6 +359,21 @@ func TestParse(t *testing.T) {
 				with(door("four", 1, seq(1)), func(d *Door) { d.Target = netip.MustParseAddr("192.0.2.7") }),
 				with(door("six", 4, seq(2)), func(d *Door) { d.Target = netip.MustParseAddr("2001:db8::7") }),
 				with(door("mapped", 7, seq(3)), func(d *Door) { d.Target = netip.MustParseAddr("192.0.2.8") }),
+			}},
+		},
+		{
+			name: "sources: lists, bare addresses, host bits, mapped prefixes, several lines",
+			conf: "[d]\nsequence = 1\nSource = 192.0.2.7, 2001:db8::/32,198.51.100.9/24\nsource = ::ffff:203.0.113.0/120,2001:db8::1\n" +
+				"[e]\nsequence = 2\nsource = 0.0.0.0/0\n",
+			want: &Config{Doors: []*Door{
+				with(door("d", 1, seq(1)), func(d *Door) {
+					d.Sources = []netip.Prefix{
+						netip.MustParsePrefix("192.0.2.7/32"), netip.MustParsePrefix("2001:db8::/32"),
+						netip.MustParsePrefix("198.51.100.0/24"), netip.MustParsePrefix("203.0.113.0/24"),
+						netip.MustParsePrefix("2001:db8::1/128"),
+					}
+				}),
+				with(door("e", 5, seq(2)), func(d *Door) { d.Sources = []netip.Prefix{netip.MustParsePrefix("0.0.0.0/0")} }),
 			}},
 		},
 		{

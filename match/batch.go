@@ -63,7 +63,8 @@ func (m *Matcher) warm(keys []srcKey, hs []uint32) {
 	// attempt in line give way, whose source's slot is then looked up:
 	// load those too, when the last chunk evicted, for the sources taken
 	// as new, whose home slot holds another hash (most often none). The
-	// line of stage 1 attempts is a linked list, but following it would
+	// line of stage 1 attempts (of the family that gives way, as the
+	// flood's own) is a linked list, but following it would
 	// make each load wait for the one before; in a flood it runs in the
 	// order of the records (each evicted record is reused at once for
 	// the newcomer at the end of the line), so take the records after
@@ -76,7 +77,7 @@ func (m *Matcher) warm(keys []srcKey, hs []uint32) {
 				fresh++
 			}
 		}
-		if v := int(m.stages[1].head); v >= 0 {
+		if v := int(m.stage1[m.victimFamily(0)].head); v >= 0 {
 			for range min(fresh, len(atts)) {
 				if v >= len(atts) {
 					v = 0

@@ -14,7 +14,8 @@ import (
 
 // randomDoors returns a random configuration of one to four doors on a
 // few ports, so that sequences overlap: shared first knocks, targets,
-// TCP flags, several timeouts, one-knock doors and one-time doors.
+// TCP flags, several timeouts, one-knock doors, one-time doors and doors
+// limited to some sources.
 func randomDoors(r *rand.Rand) []*config.Door {
 	var doors []*config.Door
 	for i := range 1 + r.IntN(4) {
@@ -31,6 +32,9 @@ func randomDoors(r *rand.Rand) []*config.Door {
 		}
 		if r.IntN(5) == 0 {
 			d.OneTimeFile = d.Name + ".seq"
+		}
+		if r.IntN(4) == 0 {
+			d.Sources = []netip.Prefix{netip.MustParsePrefix("198.51.100.0/30"), netip.MustParsePrefix("2001:db8::2/128")}
 		}
 		doors = append(doors, d)
 	}
@@ -163,7 +167,8 @@ func sameActions(a, b []Action) string {
 // TestHandleBatchIsHandle checks on random event streams that HandleBatch
 // does exactly what Handle does event by event: same actions in the same
 // order, same counters, consistent state throughout. Streams cover several
-// doors, one-time doors, eviction at a small cap, timeouts and reloads.
+// doors, one-time doors, eviction at a small cap, timeouts, reloads and
+// changes of the cap.
 func TestHandleBatchIsHandle(t *testing.T) {
 	iters := 400
 	if testing.Short() {
@@ -220,6 +225,10 @@ func TestHandleBatchIsHandle(t *testing.T) {
 				doors = nd
 				one.Reload(doors)
 				batch.Reload(doors)
+			case 2:
+				n := 1 + r.IntN(12)
+				one.SetMaxAttempts(n)
+				batch.SetMaxAttempts(n)
 			}
 			d1, ok1 := one.NextDeadline()
 			d2, ok2 := batch.NextDeadline()
@@ -292,6 +301,7 @@ func FuzzHandleBatch(f *testing.F) {
 		doors := []*config.Door{mkDoor("a", "7000,7001,7002", 2), mkDoor("b", "7001,7000", 1), mkDoor("c", "7002", 3)}
 		doors[1].Target = netip.MustParseAddr("203.0.113.9")
 		doors[1].Flags = config.Flags{Set: config.SYN, Unset: config.ACK}
+		doors[2].Sources = []netip.Prefix{netip.MustParsePrefix("198.51.100.0/30"), netip.MustParsePrefix("2001:db8::1/128")}
 		cap := 1 + int(max%8)
 		if max >= 128 {
 			cap = 1000 // never reached

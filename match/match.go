@@ -10,6 +10,7 @@ import (
 	"net/netip"
 	"slices"
 	"time"
+	"unsafe"
 
 	"github.com/knock-go/knock/capture"
 	"github.com/knock-go/knock/config"
@@ -75,15 +76,21 @@ type Action struct {
 type OneTimeFunc func(d *config.Door) (next []config.Knock, at config.OneTimeLine, err error)
 
 // DefaultMaxAttempts is the cap on attempts in progress when Options
-// gives none.
-const DefaultMaxAttempts = 1 << 18
+// gives none. At a million spoofed first knocks a second, a knocker at
+// stage 1 outlives about half a second of them; its state, with the
+// source table, is 48 MiB (see Stats.Bytes).
+const DefaultMaxAttempts = 1 << 19
 
 // Options tune a Matcher. The zero value is usable.
 type Options struct {
 	// MaxAttempts caps the attempts in progress; 0 means
-	// DefaultMaxAttempts, and it is at most 1<<28. When full, the least
-	// advanced and oldest attempt makes room, but only for an attempt at
-	// least as advanced.
+	// DefaultMaxAttempts, and it is at most 1<<28. When full, a new
+	// attempt (at stage 1) pushes out the oldest attempt at stage 1 of
+	// the address family (IPv4 or IPv6) that holds more of them, so that
+	// a stage-1 attempt outlives MaxAttempts-1 newer ones, less those
+	// further along and the other family's, and a flood of one family
+	// cannot push out the other's knockers. An attempt further along is never pushed out: when all
+	// are, the new one is refused.
 	MaxAttempts int
 	// OneTime is called when a one-time door opens, before the Open
 	// action is returned. Nil uses config.UseOneTime.
@@ -99,6 +106,13 @@ type Stats struct {
 	// Refused counts new attempts not started because the state was
 	// full of further advanced ones.
 	Refused uint64
+	// MaxAttempts is the cap on attempts in effect.
+	MaxAttempts int
+	// Bytes is the memory allocated for the attempts and the source
+	// table: for a cap up to a million, all they can need, up front (the
+	// pages are used only as attempts fill them); above it, what they
+	// have grown to. It changes only with the cap.
+	Bytes int
 }
 
 const none = -1
@@ -120,15 +134,15 @@ type attempt struct {
 	src   srcKey // the source address
 	start int64  // when the attempt started, in ns since Matcher.epoch
 	// link holds the attempt's places in two lists, oldest first: its
-	// timeout group's (byTimeout) and its stage's (byStage).
+	// timeout group's (byTimeout) and, while it is at stage 1, its
+	// family's stage-1 list (byStage), from which newcomers take room.
 	link    [2]links
 	srcNext int32 // next attempt of the same source, or the free list
 	door    int32
 	stage   int32    // knocks matched so far, 1..len(sequence)-1; 0 when free
-	lstage  int32    // the stage whose list holds the attempt
 	hash    uint32   // the source's hash in the table
 	kind    addrKind // how to rebuild src as a netip.Addr
-	_       [3]byte
+	_       [7]byte
 }
 
 type links struct{ prev, next int32 }
@@ -158,6 +172,15 @@ type group struct {
 // srcKey is a source address as the table's key: its 16 bytes (As16) as
 // two integers, without the zone, which event sources never carry.
 type srcKey struct{ hi, lo uint64 }
+
+// family returns the index of an address kind's stage-1 list: 0 for
+// IPv4, 1 for the others.
+func family(k addrKind) int {
+	if k == kind4 {
+		return 0
+	}
+	return 1
+}
 
 // keyOfSrc returns a's key and kind.
 //
@@ -225,6 +248,40 @@ type firstIndex struct {
 
 const firstScanMax = 8
 
+// gateIndex holds, for each (protocol, port) that only doors with a
+// Source list knock on, the union of their lists: a knock there from any
+// other source counts for nothing at all, as if the capture had not seen
+// it (the raw backend's kernel filter drops it already). Ports that some
+// door without a Source list knocks on are not in it.
+type gateIndex struct {
+	keys []knockKey
+	srcs [][]netip.Prefix
+	m    map[knockKey][]netip.Prefix
+}
+
+// passes reports whether a knock from src to k may count.
+func (g *gateIndex) passes(k knockKey, src netip.Addr) bool {
+	var srcs []netip.Prefix
+	if g.m != nil {
+		var ok bool
+		if srcs, ok = g.m[k]; !ok {
+			return true
+		}
+	} else {
+		i := slices.Index(g.keys, k)
+		if i < 0 {
+			return true
+		}
+		srcs = g.srcs[i]
+	}
+	for _, p := range srcs {
+		if p.Contains(src) {
+			return true
+		}
+	}
+	return false
+}
+
 func (f *firstIndex) lookup(k knockKey) []int32 {
 	if f.m != nil {
 		return f.m[k]
@@ -245,12 +302,16 @@ const maxAttemptsLimit = 1 << 28
 // Matcher holds the knock state. It is not safe for concurrent use: one
 // goroutine owns it (see Run).
 type Matcher struct {
-	opts    Options
-	max     int
-	doors   []door
-	first   firstIndex
-	groups  []group
-	stages  []list // by stage; stages[0] is unused
+	opts   Options
+	max    int
+	doors  []door
+	first  firstIndex
+	gate   gateIndex
+	groups []group
+	// stage1 lists the attempts at stage 1 by family (see family),
+	// oldest first, and n1 counts them.
+	stage1  [2]list
+	n1      [2]int
 	atts    []attempt
 	free    int32
 	count   int
@@ -273,24 +334,45 @@ type Matcher struct {
 
 // New returns a Matcher for doors.
 func New(doors []*config.Door, opts Options) *Matcher {
-	m := &Matcher{opts: opts, free: none}
-	m.max = opts.MaxAttempts
-	if m.max <= 0 {
-		m.max = DefaultMaxAttempts
-	}
-	m.max = min(m.max, maxAttemptsLimit)
+	m := &Matcher{opts: opts, free: none, stage1: [2]list{{none, none}, {none, none}}}
+	m.max = capFor(opts.MaxAttempts)
 	if m.opts.OneTime == nil {
 		m.opts.OneTime = config.UseOneTime
 	}
 	m.tab = newTable(m.max)
+	m.atts = newAttempts(m.max)
 	m.setDoors(doors)
 	return m
+}
+
+// maxUpfrontAttempts caps the attempts allocated up front (64 MiB); a
+// larger cap is reached by doubling.
+const maxUpfrontAttempts = 1 << 20
+
+// newAttempts returns an empty slice of attempts for a cap of max. Up to
+// maxUpfrontAttempts it has room for them all, so that a flood filling
+// the cap never copies the attempts to a larger slice (a stall while
+// packets arrive) nor leaves the old ones as garbage (peak memory). The
+// memory is fresh from the system, and the slice holds no pointers: the
+// pages are touched only as attempts fill them.
+func newAttempts(max int) []attempt {
+	if max > maxUpfrontAttempts {
+		return nil
+	}
+	return make([]attempt, 0, max)
+}
+
+// capFor returns the cap on attempts for MaxAttempts n.
+func capFor(n int) int {
+	if n <= 0 {
+		return DefaultMaxAttempts
+	}
+	return min(n, maxAttemptsLimit)
 }
 
 func (m *Matcher) setDoors(doors []*config.Door) {
 	m.doors = m.doors[:0]
 	m.groups = m.groups[:0]
-	m.stages = m.stages[:0]
 	for _, d := range doors {
 		g := slices.IndexFunc(m.groups, func(g group) bool { return g.timeout == d.SeqTimeout })
 		if g < 0 {
@@ -298,17 +380,8 @@ func (m *Matcher) setDoors(doors []*config.Door) {
 			m.groups = append(m.groups, group{timeout: d.SeqTimeout, l: list{none, none}})
 		}
 		m.doors = append(m.doors, door{cfg: d, seq: d.Sequence, group: g, disabled: len(d.Sequence) == 0})
-		m.growStages(len(d.Sequence))
 	}
-	m.growStages(2)
 	m.index()
-}
-
-// growStages makes room for the stage lists of a sequence of n knocks.
-func (m *Matcher) growStages(n int) {
-	for len(m.stages) < n {
-		m.stages = append(m.stages, list{none, none})
-	}
 }
 
 func (m *Matcher) index() {
@@ -333,6 +406,50 @@ func (m *Matcher) index() {
 		}
 	}
 	m.first = f
+	m.indexGate()
+}
+
+// indexGate builds the gate from the doors' current sequences.
+func (m *Matcher) indexGate() {
+	g := gateIndex{}
+	open := map[knockKey]bool{} // some door takes any source there
+	for _, d := range m.doors {
+		if d.disabled {
+			continue
+		}
+		for _, kn := range d.seq {
+			k := keyOf(kn.Proto, kn.Port)
+			if d.cfg.Sources == nil {
+				open[k] = true
+				continue
+			}
+			j := slices.Index(g.keys, k)
+			if j < 0 {
+				j = len(g.keys)
+				g.keys = append(g.keys, k)
+				g.srcs = append(g.srcs, nil)
+			}
+			for _, p := range d.cfg.Sources {
+				if !slices.Contains(g.srcs[j], p) {
+					g.srcs[j] = append(g.srcs[j], p)
+				}
+			}
+		}
+	}
+	var kept gateIndex
+	for j, k := range g.keys {
+		if !open[k] {
+			kept.keys = append(kept.keys, k)
+			kept.srcs = append(kept.srcs, g.srcs[j])
+		}
+	}
+	if len(kept.keys) > firstScanMax {
+		kept.m = make(map[knockKey][]netip.Prefix, len(kept.keys))
+		for j, k := range kept.keys {
+			kept.m[k] = kept.srcs[j]
+		}
+	}
+	m.gate = kept
 }
 
 // Doors returns the doors as they stand now: one-time doors carry their
@@ -350,7 +467,8 @@ func (m *Matcher) Doors() []*config.Door {
 
 // Stats returns the matcher's counters.
 func (m *Matcher) Stats() Stats {
-	return Stats{InProgress: m.count, Evicted: m.evicted, Refused: m.refused}
+	return Stats{InProgress: m.count, Evicted: m.evicted, Refused: m.refused, MaxAttempts: m.max,
+		Bytes: cap(m.atts)*int(unsafe.Sizeof(attempt{})) + cap(m.tab.slots)*int(unsafe.Sizeof(slot{}))}
 }
 
 // offset returns t as an attempt time: ns since the epoch, which is the
@@ -506,6 +624,9 @@ func (m *Matcher) handle(ev *capture.Event, k srcKey, kind addrKind, h uint32, o
 	if m.due(nowOff) {
 		out = m.expire(now, nowOff, out)
 	}
+	if len(m.gate.keys) > 0 && !m.gate.passes(keyOf(ev.Proto, ev.Port), ev.Src) {
+		return out
+	}
 
 	relevant, used, failed := false, false, false
 	pos, known := m.tab.find(k, h, m.atts)
@@ -530,6 +651,9 @@ func (m *Matcher) handle(ev *capture.Event, k srcKey, kind addrKind, h uint32, o
 			switch {
 			case d.seq[a.stage] == k:
 				used = true
+				if a.stage == 1 {
+					m.unlinkStage(i)
+				}
 				a.stage++
 				out = appendAction(out, Stage, d.cfg, ev.Src, int(a.stage), now, nil)
 				if int(a.stage) == len(d.seq) {
@@ -539,8 +663,6 @@ func (m *Matcher) handle(ev *capture.Event, k srcKey, kind addrKind, h uint32, o
 					i = next
 					continue
 				}
-				m.unlinkStage(i)
-				m.linkStage(i)
 			case d.seq[a.stage-1] == k:
 				// A repeat of the knock that just matched (a
 				// retransmitted SYN, a second connection): ignore it.
@@ -559,7 +681,7 @@ func (m *Matcher) handle(ev *capture.Event, k srcKey, kind addrKind, h uint32, o
 	}
 	for _, di := range m.first.lookup(keyOf(ev.Proto, ev.Port)) {
 		d := &m.doors[di]
-		if d.disabled || !targetOK(d.cfg, ev.Dst) {
+		if d.disabled || !targetOK(d.cfg, ev.Dst) || !d.cfg.SourceOK(ev.Src) {
 			continue
 		}
 		if ev.Proto == config.TCP && !d.cfg.Flags.Match(ev.Flags) {
@@ -598,7 +720,6 @@ func (m *Matcher) open(di int32, src netip.Addr, now time.Time, out []Action) []
 		nd := *cfg
 		nd.Sequence, nd.OneTimeOffset, nd.OneTimeText, nd.OneTimeInfo = next, at.Off, at.Text, at.Info
 		d.cfg, d.seq = &nd, next
-		m.growStages(len(next))
 	case err == nil:
 		// No knock in the next sequence: nothing can open the door.
 		spent = true
@@ -700,9 +821,10 @@ func (m *Matcher) add(di int32, k srcKey, kind addrKind, h uint32, start int64, 
 	var i int32
 	switch {
 	case m.count >= m.max:
-		// Make room from the least advanced, oldest attempt, but never
-		// push out one further along than the newcomer.
-		i = m.stages[1].head
+		// Make room from the oldest attempt at stage 1, of the family
+		// that holds more of them; never push out one further along
+		// than the newcomer.
+		i = m.stage1[m.victimFamily(family(kind))].head
 		if i == none {
 			m.refused++
 			return none
@@ -752,6 +874,15 @@ func (m *Matcher) add(di int32, k srcKey, kind addrKind, h uint32, start int64, 
 	return i
 }
 
+// victimFamily returns the family whose oldest stage-1 attempt makes room
+// for a newcomer of family f: the one with more of them, f on a tie.
+func (m *Matcher) victimFamily(f int) int {
+	if m.n1[1-f] > m.n1[f] {
+		return 1 - f
+	}
+	return f
+}
+
 // removeAttempt ends attempt i.
 func (m *Matcher) removeAttempt(i int32) {
 	m.unchainAttempt(i)
@@ -797,10 +928,13 @@ func (m *Matcher) unchain(pos uint32, i int32) {
 	}
 }
 
-// unlinkAttempt unlinks attempt i from its timeout and stage lists.
+// unlinkAttempt unlinks attempt i from its timeout list, and from its
+// stage-1 list if it is at stage 1.
 func (m *Matcher) unlinkAttempt(i int32) {
 	m.unlink(&m.groups[m.doors[m.atts[i].door].group].l, byTimeout, i)
-	m.unlinkStage(i)
+	if m.atts[i].stage == 1 {
+		m.unlinkStage(i)
+	}
 }
 
 // release unlinks attempt i, already off its chain, from its lists and
@@ -814,14 +948,18 @@ func (m *Matcher) release(i int32) {
 	m.count--
 }
 
+// linkStage appends attempt i, at stage 1, to its family's stage-1 list.
 func (m *Matcher) linkStage(i int32) {
-	m.atts[i].lstage = m.atts[i].stage
-	m.push(&m.stages[m.atts[i].stage], byStage, i)
+	f := family(m.atts[i].kind)
+	m.push(&m.stage1[f], byStage, i)
+	m.n1[f]++
 }
 
-// unlinkStage removes i from the stage list it is linked in.
+// unlinkStage removes attempt i from its family's stage-1 list.
 func (m *Matcher) unlinkStage(i int32) {
-	m.unlink(&m.stages[m.atts[i].lstage], byStage, i)
+	f := family(m.atts[i].kind)
+	m.unlink(&m.stage1[f], byStage, i)
+	m.n1[f]--
 }
 
 // push appends attempt i to list l, through its links number k.

@@ -98,6 +98,13 @@ func TestMatcher(t *testing.T) {
 	targeted := mkDoor("t", "7000,8000", 5)
 	targeted.Target = netip.MustParseAddr("203.0.113.9")
 	one := mkDoor("one", "7000", 5)
+	withSources := func(d *config.Door, prefixes ...string) *config.Door {
+		for _, p := range prefixes {
+			d.Sources = append(d.Sources, netip.MustParsePrefix(p))
+		}
+		return d
+	}
+	const out4, out6 = "203.0.113.50", "2001:db8:2::5"
 
 	tests := []struct {
 		name  string
@@ -224,6 +231,53 @@ func TestMatcher(t *testing.T) {
 			want:  []string{a + ": one: Stage 1", a + ": one: OPEN SESAME", a + ": one: Stage 1", a + ": one: OPEN SESAME"},
 		},
 		{
+			name:  "source: a knocker from inside the list opens, one from outside starts nothing",
+			doors: []*config.Door{withSources(mkDoor("lan", "7000,8000,9000", 5), "198.51.100.0/24", "2001:db8:1::/48")},
+			steps: []step{{0, out4 + " 7000", 0, ""}, {0.1, a + " 7000", 0, ""}, {0.2, out4 + " 8000", 0, ""}, {0.3, a + " 8000", 0, ""},
+				{0.4, out4 + " 9000", 0, ""}, {0.5, a + " 9000", 0, ""}},
+			want: []string{a + ": lan: Stage 1", a + ": lan: Stage 2", a + ": lan: Stage 3", a + ": lan: OPEN SESAME"},
+		},
+		{
+			name:  "source: IPv6 prefixes",
+			doors: []*config.Door{withSources(mkDoor("lan", "7000,8000", 5), "198.51.100.0/24", "2001:db8:1::/48")},
+			steps: []step{{0, out6 + " 7000", 0, "2001:db8::1"}, {0.1, "2001:db8:1::5 7000", 0, "2001:db8::1"},
+				{0.2, out6 + " 8000", 0, "2001:db8::1"}, {0.3, "2001:db8:1::5 8000", 0, "2001:db8::1"}},
+			want: []string{"2001:db8:1::5: lan: Stage 1", "2001:db8:1::5: lan: Stage 2", "2001:db8:1::5: lan: OPEN SESAME"},
+		},
+		{
+			name:  "source: a bare address, and a one-port door",
+			doors: []*config.Door{withSources(mkDoor("one", "7000", 5), "198.51.100.8/32")},
+			steps: []step{{0, a + " 7000", 0, ""}, {0.1, b + " 7000", 0, ""}},
+			want:  []string{b + ": one: Stage 1", b + ": one: OPEN SESAME"},
+		},
+		{
+			name: "source: a shared first port starts only the doors that take the source",
+			doors: []*config.Door{withSources(mkDoor("lan", "7000,8000", 5), "198.51.100.0/24"),
+				mkDoor("open", "7000,9000", 5)},
+			steps: []step{{0, out4 + " 7000", 0, ""}, {0.1, out4 + " 8000", 0, ""}, {0.2, a + " 7000", 0, ""}, {0.3, a + " 8000", 0, ""}},
+			// 8000 is only lan's port: the outsider's knock there counts
+			// for nothing, so it does not end its attempt on open either.
+			want: []string{out4 + ": open: Stage 1", a + ": lan: Stage 1", a + ": open: Stage 1", a + ": lan: Stage 2", a + ": lan: OPEN SESAME"},
+		},
+		{
+			name: "source: a knock on a port only source-limited doors watch does not end another door's attempt",
+			doors: []*config.Door{mkDoor("open", "7000,9000", 5),
+				withSources(mkDoor("lan", "8000,8001", 5), "198.51.100.0/24")},
+			steps: []step{{0, out4 + " 7000", 0, ""}, {0.1, out4 + " 8000", 0, ""}, {0.2, out4 + " 9000", 0, ""},
+				{1, a + " 7000", 0, ""}, {1.1, a + " 8000", 0, ""}, {1.2, a + " 9000", 0, ""}},
+			// From inside the list, 8000 is a counted knock: it ends a's
+			// attempt on open and starts lan.
+			want: []string{out4 + ": open: Stage 1", out4 + ": open: Stage 2", out4 + ": open: OPEN SESAME",
+				a + ": open: Stage 1", a + ": lan: Stage 1"},
+		},
+		{
+			name: "source: a port some door without a list watches counts from anywhere",
+			doors: []*config.Door{mkDoor("open", "7000,9000", 5),
+				withSources(mkDoor("lan", "8000,8001", 5), "198.51.100.0/24"), mkDoor("other", "8000,9001", 5)},
+			steps: []step{{0, out4 + " 7000", 0, ""}, {0.1, out4 + " 8000", 0, ""}, {0.2, out4 + " 9000", 0, ""}},
+			want:  []string{out4 + ": open: Stage 1", out4 + ": other: Stage 1"},
+		},
+		{
 			name:  "ipv6 knocker",
 			doors: ssh(),
 			steps: []step{{0, "2001:db8::7 7000", 0, "2001:db8::1"}, {1, "2001:db8::7 8000", 0, "2001:db8::1"}, {2, "2001:db8::7 9000", 0, "2001:db8::1"}},
@@ -238,6 +292,27 @@ func TestMatcher(t *testing.T) {
 				t.Errorf("actions (-want +got):\n%s", diff)
 			}
 		})
+	}
+}
+
+// TestReloadWithOtherSourcesEndsAttempts: a door whose Source list
+// changes drops its attempts, which started under the old list.
+func TestReloadWithOtherSourcesEndsAttempts(t *testing.T) {
+	const a = "198.51.100.7"
+	lan := func(p string) *config.Door {
+		d := mkDoor("lan", "7000,8000,9000", 5)
+		d.Sources = []netip.Prefix{netip.MustParsePrefix(p)}
+		return d
+	}
+	m := New([]*config.Door{lan("198.51.100.0/24")}, Options{})
+	run(m, []step{{0, a + " 7000", 0, ""}, {1, a + " 8000", 0, ""}})
+	m.Reload([]*config.Door{lan("198.51.100.0/24")})
+	if st := m.Stats(); st.InProgress != 1 {
+		t.Fatalf("%d attempts after a reload with the same sources, want 1", st.InProgress)
+	}
+	m.Reload([]*config.Door{lan("198.51.100.0/25")})
+	if st := m.Stats(); st.InProgress != 0 {
+		t.Errorf("%d attempts after a reload with other sources, want 0", st.InProgress)
 	}
 }
 
@@ -433,9 +508,9 @@ func TestStateIsReleased(t *testing.T) {
 	if st := m.Stats(); st.InProgress != 0 || m.tab.n != 0 {
 		t.Errorf("after expiry: %+v, %d sources", st, m.tab.n)
 	}
-	for l := range m.stages {
-		if m.stages[l].head != none {
-			t.Errorf("stage list %d not empty", l)
+	for f, l := range m.stage1 {
+		if l.head != none || m.n1[f] != 0 {
+			t.Errorf("stage-1 list of family %d not empty (%d counted)", f, m.n1[f])
 		}
 	}
 }
@@ -478,8 +553,8 @@ func (m *Matcher) check() error {
 			if a.src != src || a.hash != s.hash {
 				return fmt.Errorf("attempt %d of %v (hash %#x) in %v's chain (hash %#x)", i, a.src, a.hash, src, s.hash)
 			}
-			if a.stage < 1 || int(a.stage) >= len(m.doors[a.door].seq) || a.lstage != a.stage {
-				return fmt.Errorf("attempt %d at stage %d (listed at %d) of a %d-knock door", i, a.stage, a.lstage, len(m.doors[a.door].seq))
+			if a.stage < 1 || int(a.stage) >= len(m.doors[a.door].seq) {
+				return fmt.Errorf("attempt %d at stage %d of a %d-knock door", i, a.stage, len(m.doors[a.door].seq))
 			}
 		}
 	}
@@ -500,14 +575,32 @@ func (m *Matcher) check() error {
 			inGroups++
 		}
 	}
-	inStages := 0
-	for s := range m.stages {
-		for i := m.stages[s].head; i != none; i = m.atts[i].link[byStage].next {
-			if !seen[i] || m.atts[i].stage != int32(s) {
-				return fmt.Errorf("stage list %d holds attempt %d at stage %d", s, i, m.atts[i].stage)
-			}
-			inStages++
+	inStages, atStage1 := 0, 0
+	for i := range m.atts {
+		if m.atts[i].stage == 1 {
+			atStage1++
 		}
+	}
+	for f, l := range m.stage1 {
+		n, prev := 0, int32(none)
+		for i := l.head; i != none; i = m.atts[i].link[byStage].next {
+			a := &m.atts[i]
+			if !seen[i] || a.stage != 1 || family(a.kind) != f {
+				return fmt.Errorf("stage-1 list of family %d holds attempt %d at stage %d of family %d", f, i, a.stage, family(a.kind))
+			}
+			if a.link[byStage].prev != prev {
+				return fmt.Errorf("stage-1 list of family %d: attempt %d links back to %d, not %d", f, i, a.link[byStage].prev, prev)
+			}
+			if prev != none && m.atts[prev].start > a.start {
+				return fmt.Errorf("stage-1 list of family %d: attempt %d starts before %d, ahead of it", f, i, prev)
+			}
+			prev = i
+			n++
+		}
+		if l.tail != prev || n != m.n1[f] {
+			return fmt.Errorf("stage-1 list of family %d: %d attempts, %d counted, tail %d, last %d", f, n, m.n1[f], l.tail, prev)
+		}
+		inStages += n
 	}
 	free := 0
 	for i := m.free; i != none; i = m.atts[i].srcNext {
@@ -519,8 +612,8 @@ func (m *Matcher) check() error {
 		}
 		free++
 	}
-	if inGroups != m.count || inStages != m.count || free+m.count != len(m.atts) {
-		return fmt.Errorf("count %d, in timeout lists %d, in stage lists %d, free %d of %d", m.count, inGroups, inStages, free, len(m.atts))
+	if inGroups != m.count || inStages != atStage1 || free+m.count != len(m.atts) {
+		return fmt.Errorf("count %d, in timeout lists %d, in stage-1 lists %d of %d at stage 1, free %d of %d", m.count, inGroups, inStages, atStage1, free, len(m.atts))
 	}
 	if m.count > m.max {
 		return fmt.Errorf("%d attempts, over the cap of %d", m.count, m.max)

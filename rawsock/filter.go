@@ -1,8 +1,11 @@
 package rawsock
 
 import (
+	"encoding/binary"
 	"fmt"
+	"net/netip"
 	"slices"
+	"strings"
 
 	"github.com/knock-go/knock/capture"
 	"github.com/knock-go/knock/config"
@@ -44,10 +47,11 @@ var ipv6ExtHeaders = []uint32{0, 43, 44, 51, 60, 135, 139, 140, 253, 254}
 // (PACKET_HOST) whose link-layer protocol is IPv4, or IPv6 unless
 // spec.IPv4Only. The rest reads the packet alone; it keeps IPv4 and IPv6
 // TCP and UDP packets to the spec's ports (IPv4: first fragments only,
-// any header length) and, where every door on a TCP port requires some
-// flags, only packets that carry them. IPv6 packets with extension headers
-// are kept whole for the decoder to walk. The program is a superset of
-// what the source reports: the decoder and the port tables decide.
+// any header length), where every door on a TCP port requires some flags,
+// only packets that carry them, and where a port has Sources, only packets
+// from them. IPv6 packets with extension headers are kept whole for the
+// decoder to walk. The program is a superset of what the source reports:
+// the decoder, the port tables and the matcher decide.
 func Program(spec capture.Spec) ([]bpf.Instruction, error) {
 	return program(spec, true)
 }
@@ -55,15 +59,16 @@ func Program(spec capture.Spec) ([]bpf.Instruction, error) {
 // program builds the filter; without the prologue it runs in bpf.VM,
 // which cannot evaluate ancillary loads. When testing TCP flags in the
 // kernel makes the program too long (many ports, each with its own mix of
-// doors), the flags are left to Go.
+// doors), the flags are left to Go, and if that is not enough, the
+// sources too.
 func program(spec capture.Spec, prologue bool) ([]bpf.Instruction, error) {
-	prog, err := build(spec, prologue, true)
-	if err != nil || len(prog) <= MaxInstructions {
-		return prog, err
-	}
-	prog, err = build(spec, prologue, false)
-	if err != nil {
-		return nil, err
+	var prog []bpf.Instruction
+	var err error
+	for _, t := range []struct{ flags, sources bool }{{true, true}, {false, true}, {false, false}} {
+		prog, err = build(spec, prologue, t.flags, t.sources)
+		if err != nil || len(prog) <= MaxInstructions {
+			return prog, err
+		}
 	}
 	if len(prog) > MaxInstructions {
 		return nil, fmt.Errorf("rawsock: the filter for %d ports needs %d instructions, more than the kernel's %d",
@@ -72,24 +77,30 @@ func program(spec capture.Spec, prologue bool) ([]bpf.Instruction, error) {
 	return prog, nil
 }
 
-func build(spec capture.Spec, prologue, flags bool) ([]bpf.Instruction, error) {
-	type class = flagClass
+func build(spec capture.Spec, prologue, flags, sources bool) ([]bpf.Instruction, error) {
 	tcpClass := map[uint16]class{}
-	udpPorts := map[uint16]bool{}
+	udpPorts := map[uint16]class{}
+	var srcs sourceSets
 	for _, p := range spec.Ports {
+		c := class{srcs: anySource}
+		if sources {
+			c.srcs = srcs.id(p.Sources)
+		}
 		switch p.Proto {
 		case config.TCP:
-			var c class
 			if flags {
-				c = mustFlags(p.Flags)
+				c.flags = mustFlags(p.Flags)
 			}
 			if old, ok := tcpClass[p.Port]; ok {
 				// A port listed twice: keep what both demand.
-				c = class{c.set & old.set, c.unset & old.unset}
+				c = class{flagClass{c.flags.set & old.flags.set, c.flags.unset & old.flags.unset}, srcs.union(c.srcs, old.srcs)}
 			}
 			tcpClass[p.Port] = c
 		case config.UDP:
-			udpPorts[p.Port] = true
+			if old, ok := udpPorts[p.Port]; ok {
+				c.srcs = srcs.union(c.srcs, old.srcs)
+			}
+			udpPorts[p.Port] = c
 		default:
 			return nil, fmt.Errorf("rawsock: port %d: protocol %d is neither tcp nor udp", p.Port, p.Proto)
 		}
@@ -171,19 +182,25 @@ func build(spec capture.Spec, prologue, flags bool) ([]bpf.Instruction, error) {
 		}
 	}
 
-	// TCP: X is the offset of the transport header. Each port leads to
-	// the flag test its doors share.
-	if len(tcpClass) > 0 {
-		a.mark(tcpL)
+	// TCP and UDP: X is the offset of the transport header. Each port
+	// leads to the source test and the flag test its doors share.
+	for _, pr := range []struct {
+		l     label
+		ports map[uint16]class
+	}{{tcpL, tcpClass}, {udpL, udpPorts}} {
+		if len(pr.ports) == 0 {
+			continue
+		}
+		a.mark(pr.l)
 		a.ins(bpf.LoadIndirect{Off: 2, Size: 2})
 		classes := map[class]label{}
 		var order []class
 		var targets []portTarget
-		for _, port := range sortedKeys(tcpClass) {
-			c := tcpClass[port]
+		for _, port := range sortedKeys(pr.ports) {
+			c := pr.ports[port]
 			l, ok := classes[c]
 			if !ok {
-				if c == (class{}) {
+				if c == (class{srcs: anySource}) {
 					l = accept
 				} else {
 					l = a.newLabel()
@@ -196,27 +213,11 @@ func build(spec capture.Spec, prologue, flags bool) ([]bpf.Instruction, error) {
 		a.portTree(targets, reject)
 		for _, c := range order {
 			a.mark(classes[c])
-			a.ins(bpf.LoadIndirect{Off: 13, Size: 1})
-			if c.unset != 0 {
-				a.jif(bpf.JumpBitsSet, uint32(c.unset), reject, next)
+			if c.srcs != anySource {
+				a.sourceTest(srcs.sets[c.srcs], spec.IPv4Only, reject)
 			}
-			if c.set != 0 {
-				a.ins(bpf.ALUOpConstant{Op: bpf.ALUOpAnd, Val: uint32(c.set)})
-				a.jif(bpf.JumpEqual, uint32(c.set), accept, reject)
-			} else {
-				a.jump(accept)
-			}
+			a.flagTest(c.flags, accept, reject)
 		}
-	}
-
-	if len(udpPorts) > 0 {
-		a.mark(udpL)
-		a.ins(bpf.LoadIndirect{Off: 2, Size: 2})
-		var targets []portTarget
-		for _, port := range sortedKeys(udpPorts) {
-			targets = append(targets, portTarget{port, accept})
-		}
-		a.portTree(targets, reject)
 	}
 
 	a.mark(accept)
@@ -248,6 +249,143 @@ func mustFlags(flags []config.Flags) (c flagClass) {
 // flagClass is a TCP flag test: bits that must be set, bits that must
 // be clear.
 type flagClass struct{ set, unset uint8 }
+
+// class is what the program tests once a packet's port matched: its
+// TCP flags, and its source (an index into sourceSets.sets, or
+// anySource).
+type class struct {
+	flags flagClass
+	srcs  int
+}
+
+// anySource is the class of a port that takes packets from any source.
+const anySource = -1
+
+// sourceSets numbers the distinct Sources lists of the ports.
+type sourceSets struct {
+	sets [][]netip.Prefix
+	ids  map[string]int
+}
+
+// id returns the number of the list ps, or anySource for nil.
+func (s *sourceSets) id(ps []netip.Prefix) int {
+	if ps == nil {
+		return anySource
+	}
+	ps = slices.Clone(ps)
+	slices.SortFunc(ps, func(a, b netip.Prefix) int {
+		if c := a.Addr().Compare(b.Addr()); c != 0 {
+			return c
+		}
+		return a.Bits() - b.Bits()
+	})
+	ps = slices.Compact(ps)
+	var b strings.Builder
+	for _, p := range ps {
+		b.WriteString(p.String())
+		b.WriteByte(',')
+	}
+	if s.ids == nil {
+		s.ids = map[string]int{}
+	}
+	k := b.String()
+	if id, ok := s.ids[k]; ok {
+		return id
+	}
+	s.ids[k] = len(s.sets)
+	s.sets = append(s.sets, ps)
+	return len(s.sets) - 1
+}
+
+// union returns the number of the union of lists a and b.
+func (s *sourceSets) union(a, b int) int {
+	if a == anySource || b == anySource {
+		return anySource
+	}
+	return s.id(append(slices.Clone(s.sets[a]), s.sets[b]...))
+}
+
+// flagTest emits the test of TCP flags c, X holding the offset of the
+// TCP header: on to pass if the packet carries them, else to fail.
+func (a *assembler) flagTest(c flagClass, pass, fail label) {
+	if c == (flagClass{}) {
+		a.jump(pass)
+		return
+	}
+	a.ins(bpf.LoadIndirect{Off: 13, Size: 1})
+	if c.unset != 0 {
+		a.jif(bpf.JumpBitsSet, uint32(c.unset), fail, next)
+	}
+	if c.set != 0 {
+		a.ins(bpf.ALUOpConstant{Op: bpf.ALUOpAnd, Val: uint32(c.set)})
+		a.jif(bpf.JumpEqual, uint32(c.set), pass, fail)
+	} else {
+		a.jump(pass)
+	}
+}
+
+// sourceTest emits the test of the packet's source address against the
+// prefixes ps: on to the next instruction if it is in one of them, else
+// to fail. It changes A only, so that X still holds the offset of the
+// transport header.
+func (a *assembler) sourceTest(ps []netip.Prefix, ipv4Only bool, fail label) {
+	var v4, v6 []netip.Prefix
+	for _, p := range ps {
+		if p.Addr().Is4() {
+			v4 = append(v4, p)
+		} else {
+			v6 = append(v6, p)
+		}
+	}
+	pass, l6 := a.newLabel(), a.newLabel()
+	if !ipv4Only {
+		a.ins(
+			bpf.LoadAbsolute{Off: 0, Size: 1},
+			bpf.ALUOpConstant{Op: bpf.ALUOpShiftRight, Val: 4},
+		)
+		a.jif(bpf.JumpEqual, 6, l6, next)
+	}
+	// IPv4: the source address is at offset 12.
+	a.prefixTests(v4, 12, pass, fail)
+	a.mark(l6)
+	if !ipv4Only {
+		// IPv6: at offset 8.
+		a.prefixTests(v6, 8, pass, fail)
+	}
+	a.mark(pass)
+}
+
+// prefixTests emits the tests of the address at offset off against the
+// prefixes ps, all of one family: to pass if it is in one of them, else
+// to fail. It compares 32 bits at a time, masking the last word of a
+// prefix.
+func (a *assembler) prefixTests(ps []netip.Prefix, off uint32, pass, fail label) {
+	for _, p := range ps {
+		if p.Bits() == 0 {
+			a.jump(pass)
+			return
+		}
+		b := p.Addr().AsSlice()
+		nextPrefix := a.newLabel()
+		words := (p.Bits() + 31) / 32
+		for w := range words {
+			val := binary.BigEndian.Uint32(b[4*w:])
+			a.ins(bpf.LoadAbsolute{Off: off + uint32(4*w), Size: 4})
+			if bits := p.Bits() - 32*w; bits < 32 {
+				mask := ^uint32(0) << (32 - bits)
+				a.ins(bpf.ALUOpConstant{Op: bpf.ALUOpAnd, Val: mask})
+				val &= mask
+			}
+			t := next
+			if w == words-1 {
+				t = pass
+			}
+			a.jif(bpf.JumpEqual, val, t, nextPrefix)
+		}
+		a.mark(nextPrefix)
+	}
+	a.jump(fail)
+}
 
 type portTarget struct {
 	port uint16

@@ -393,4 +393,8 @@ func TestSpoofedFloodDoesNotStopAKnocker(t *testing.T) {
 	if summaries == 0 || stage1 > 100000/10 {
 		t.Errorf("stage lines under the flood were not summarised:\n%s", d.output()[max(0, len(d.output())-2000):])
 	}
+	// The flood overfills MaxAttempts: the evictions are summarised too.
+	if !strings.Contains(d.output(), "knock attempts evicted in the last second") {
+		t.Errorf("no summary of evictions:\n%s", d.output()[max(0, len(d.output())-2000):])
+	}
 }

@@ -160,6 +160,14 @@ func (c *checker) door(d *config.Door) {
 	if d.Target.IsValid() {
 		target = d.Target.String()
 	}
+	source := "any source"
+	if d.Sources != nil {
+		ps := make([]string, len(d.Sources))
+		for i, p := range d.Sources {
+			ps[i] = p.String()
+		}
+		source = strings.Join(ps, ", ")
+	}
 	stopping := d.StopCommand != "" || d.StopCommand6 != ""
 	cmdTimeout := seconds(d.CmdTimeout)
 	if !stopping {
@@ -169,6 +177,7 @@ func (c *checker) door(d *config.Door) {
 		[2]string{"Seq_Timeout", seconds(d.SeqTimeout)},
 		[2]string{"TCPFlags", flags},
 		[2]string{"Target", target},
+		[2]string{"Source", source},
 		[2]string{"Start_Command", cmd(d.StartCommand, "", "")},
 		[2]string{"Start_Command_6", cmd(d.StartCommand6, d.StartCommand, "Start_Command")},
 		[2]string{"Cmd_Timeout", cmdTimeout},

@@ -67,6 +67,7 @@ func TestCheckGoodConfiguration(t *testing.T) {
 	Cmd_Timeout = 12
 	Stop_Command = touch %[4]s.stop
 	Target = 198.18.0.1
+	Source = 198.18.0.0/15, 2001:db8::7
 [hello]
 	One_Time_Sequences = %[1]s/seq.seq
 	Command = touch %[4]s
@@ -95,7 +96,9 @@ func TestCheckGoodConfiguration(t *testing.T) {
 		"Cmd_Timeout:     12 s",
 		"Stop_Command:    touch " + marker + ".stop",
 		"Stop_Command_6:  none: IPv6 knockers get Stop_Command",
-		"[hello] (" + conf + ":13)",
+		"Source:          198.18.0.0/15, 2001:db8::7/128",
+		"[hello] (" + conf + ":14)",
+		"Source:             any source",
 		"One_Time_Sequences: " + dir + "/seq.seq",
 		"current sequence: line 2: 4000:udp,5000:tcp",
 		"TCPFlags:           any (no TCPFlags)",

@@ -13,14 +13,23 @@ import (
 const linesPerSecond = 50
 
 // Chatty kinds of log line: one per packet, or one per attempt, so a
-// spoofed flood makes as many.
+// spoofed flood makes as many. Evictions are never logged one by one,
+// only counted and summarised.
 const (
 	stageLines = iota
 	timeoutLines
+	evictions
 	chattyKinds
 )
 
-var chattyNames = [chattyKinds]string{"stage", "timeout"}
+var chattyNames = [chattyKinds]string{"stage", "timeout", "eviction"}
+
+// summaries are the lines that report what was suppressed, by kind.
+var summaries = [chattyKinds]string{
+	"%d stage messages suppressed in the last second",
+	"%d timeout messages suppressed in the last second",
+	"%d knock attempts evicted in the last second: more attempts in progress than MaxAttempts, the oldest at stage 1 made room",
+}
 
 // floodGate lets through at most linesPerSecond lines of each chatty
 // kind a second and summarises the rest once the second is over. It arms
@@ -56,6 +65,16 @@ func (g *floodGate) allow(kind int) bool {
 	return false
 }
 
+// count adds n events of the kind, none of them logged, to the summary.
+func (g *floodGate) count(kind, n int) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.timer == nil {
+		g.timer = time.AfterFunc(time.Second, g.report)
+	}
+	g.suppressed[kind] += n
+}
+
 func (g *floodGate) report() {
 	g.mu.Lock()
 	n := g.suppressed
@@ -64,7 +83,7 @@ func (g *floodGate) report() {
 	g.mu.Unlock()
 	for kind, c := range n {
 		if c > 0 {
-			g.log.Log("%d %s messages suppressed in the last second", c, chattyNames[kind])
+			g.log.Log(summaries[kind], c)
 		}
 	}
 }

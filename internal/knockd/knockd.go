@@ -91,6 +91,7 @@ type daemon struct {
 	acts    chan match.Action
 	names   *names
 	flood   *floodGate
+	evicted uint64 // the matcher's evictions already summarised
 }
 
 func start(opts Options) (*daemon, error) {
@@ -347,6 +348,10 @@ func (d *daemon) emit(acts []match.Action) {
 		}
 		d.acts <- a
 	}
+	if n := d.matcher.Stats().Evicted; n != d.evicted {
+		d.flood.count(evictions, int(n-d.evicted))
+		d.evicted = n
+	}
 }
 
 // act logs actions and runs commands, in order.
@@ -421,6 +426,7 @@ func (d *daemon) reload(ctx context.Context) {
 			return
 		}
 		m.Reload(cfg.Doors)
+		m.SetMaxAttempts(cfg.MaxAttempts)
 	})
 	if !ran {
 		return // shutting down
