@@ -85,6 +85,7 @@ type daemon struct {
 	iface   string
 	src     capture.Source
 	runner  *exec.Runner
+	openers []exec.Opener // each OPEN SESAME goes to all of them; runner first
 	matcher *match.Matcher
 	loop    *match.Loop
 	events  chan *capture.Batch
@@ -153,6 +154,8 @@ func start(opts Options) (*daemon, error) {
 	if err != nil {
 		return fail(err)
 	}
+
+	d.openers = []exec.Opener{d.runner}
 
 	d.matcher = match.New(cfg.Doors, match.Options{MaxAttempts: cfg.MaxAttempts})
 	spec := capture.NewSpec(d.matcher.Doors(), ifaces, opts.IPv4Only)
@@ -324,8 +327,10 @@ func (d *daemon) serve(ctx context.Context) error {
 	d.log.Verbose("waiting for child processes...")
 	closeCtx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	if err := d.runner.Close(closeCtx); err != nil {
-		d.log.Error("%v", err)
+	for _, o := range d.openers {
+		if err := o.Close(closeCtx); err != nil {
+			d.log.Error("%v", err)
+		}
 	}
 	d.log.Verbose("closing...")
 	d.log.Record("shutting down")
@@ -365,7 +370,9 @@ func (d *daemon) act() {
 		case match.Open:
 			label := d.names.label(a.Src)
 			d.log.Log("%s: %s: OPEN SESAME", label, a.Door.Name)
-			d.runner.Open(a.Door, a.Src, label, a.Time)
+			for _, o := range d.openers {
+				o.Open(a.Door, a.Src, label, a.Time)
+			}
 		case match.Disabled:
 			d.log.Error("%s", a.String())
 			if cause := errors.Unwrap(a.Err); cause != nil {
