@@ -135,11 +135,40 @@ type Door struct {
 	// Target is the address the knocks must be sent to. The zero value
 	// means any of the host's own addresses.
 	Target netip.Addr
+	// NFTSet and NFTSet6 are the nftables sets (NFT_Set, NFT_Set_6)
+	// that IPv4 and IPv6 knockers are added to on opening, for
+	// CmdTimeout. The zero value means none.
+	NFTSet, NFTSet6 NFTSet
 	// Sources are the prefixes the knocks must come from (the Source
 	// key): a knock from any other address counts for nothing on this
 	// door. Nil means any source. Each prefix is masked, and an
 	// IPv4-mapped one is given as IPv4.
 	Sources []netip.Prefix
+}
+
+// NFTSet names an nftables set: NFT_Set = FAMILY TABLE SET.
+type NFTSet struct {
+	Family, Table, Name string
+}
+
+// String returns the set as nft names it: "inet knockd ssh4".
+func (s NFTSet) String() string {
+	return s.Family + " " + s.Table + " " + s.Name
+}
+
+// ParseNFTSet parses "FAMILY TABLE SET", FAMILY being one of inet, ip and
+// ip6 (the families whose tables hold address sets).
+func ParseNFTSet(v string) (NFTSet, error) {
+	f := strings.Fields(v)
+	if len(f) != 3 {
+		return NFTSet{}, fmt.Errorf("%q is not FAMILY TABLE SET: write for example inet knockd ssh4", v)
+	}
+	switch f[0] {
+	case "inet", "ip", "ip6":
+	default:
+		return NFTSet{}, fmt.Errorf("family %q holds no address set: write inet, ip or ip6", f[0])
+	}
+	return NFTSet{Family: f[0], Table: f[1], Name: f[2]}, nil
 }
 
 // SourceOK reports whether a knock from src may count on d.

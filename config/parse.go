@@ -288,6 +288,8 @@ var keyDefs = map[string]keyDef{
 	"cmd_timeout":        {"Cmd_Timeout", "cmd_timeout", doorKey, "10"},
 	"target":             {"Target", "target", doorKey, "192.0.2.1"},
 	"source":             {"Source", "source", doorKey, "192.0.2.0/24, 2001:db8::/32"},
+	"nft_set":            {"NFT_Set", "nft_set", doorKey, "inet knockd ssh4"},
+	"nft_set_6":          {"NFT_Set_6", "nft_set_6", doorKey, "inet knockd ssh6"},
 }
 
 // builder turns scanned sections into a Config.
@@ -443,6 +445,14 @@ func (b *builder) entry(s *section, ds *doorState, e entry) *Error {
 		ds.stop6Ln, ds.stop6Key = e.line, def.name
 	case "target":
 		ds.d.Target, err = parseTarget(v)
+	case "nft_set":
+		if ds.d.NFTSet, err = ParseNFTSet(v); err == nil && ds.d.NFTSet.Family == "ip6" {
+			err = fmt.Errorf("an ip6 table holds no IPv4 addresses: use an inet or ip table, or NFT_Set_6 for IPv6 knockers")
+		}
+	case "nft_set_6":
+		if ds.d.NFTSet6, err = ParseNFTSet(v); err == nil && ds.d.NFTSet6.Family == "ip" {
+			err = fmt.Errorf("an ip table holds no IPv6 addresses: use an inet or ip6 table, or NFT_Set for IPv4 knockers")
+		}
 	case "source":
 		// Several Source lines add up.
 		var ps []netip.Prefix
@@ -496,8 +506,15 @@ func (b *builder) endDoor(ds *doorState) *Error {
 		b.cfg.Warnings = append(b.cfg.Warnings, fmt.Sprintf("%s:%d: [%s] ", b.path, line, d.Name)+fmt.Sprintf(format, args...))
 	}
 	noStart := d.StartCommand == "" && d.StartCommand6 == ""
-	if noStart && d.StopCommand == "" && d.StopCommand6 == "" {
+	noSet := d.NFTSet == NFTSet{} && d.NFTSet6 == NFTSet{}
+	if noStart && noSet && d.StopCommand == "" && d.StopCommand6 == "" {
 		warn(d.Line, "has no Start_Command: knocks will only be logged")
+	}
+	switch {
+	case d.NFTSet != NFTSet{} && d.NFTSet6 == NFTSet{}:
+		warn(d.Line, "has an NFT_Set but no NFT_Set_6: IPv6 knockers are added to no set")
+	case d.NFTSet == NFTSet{} && d.NFTSet6 != NFTSet{}:
+		warn(d.Line, "has an NFT_Set_6 but no NFT_Set: IPv4 knockers are added to no set")
 	}
 	if d.StopCommand != "" && d.StartCommand == "" {
 		warn(ds.stopLine, "has a %s but no Start_Command", ds.stopKey)

@@ -54,6 +54,14 @@ func TestParseErrors(t *testing.T) {
 			3, "d", "", `unknown key "frobnicate"; the keys of a door section are Cmd_Timeout, Command`},
 		{"unknown bare word", "[d]\nsequence = 1\nverbose\n",
 			3, "d", "", `unknown key "verbose"`},
+		{"NFT_Set not three words", "[d]\nsequence = 1\nnft_set = inet knockd\n",
+			3, "d", "NFT_Set", `"inet knockd" is not FAMILY TABLE SET: write for example inet knockd ssh4`},
+		{"NFT_Set in a family without sets", "[d]\nsequence = 1\nnft_set = bridge knockd ssh4\n",
+			3, "d", "NFT_Set", `family "bridge" holds no address set: write inet, ip or ip6`},
+		{"NFT_Set in an ip6 table", "[d]\nsequence = 1\nNFT_Set = ip6 knockd ssh4\n",
+			3, "d", "NFT_Set", "an ip6 table holds no IPv4 addresses"},
+		{"NFT_Set_6 in an ip table", "[d]\nsequence = 1\nNFT_Set_6 = ip knockd ssh6\n",
+			3, "d", "NFT_Set_6", "an ip table holds no IPv6 addresses"},
 		{"missing equals sign", "[d]\nsequence 7000,8000\n",
 			2, "d", "Sequence", `missing "=" between the key and its value: write Sequence = 7000,8000`},
 		{"door key in options", "[options]\nUseSyslog\nsequence = 7000\n",
@@ -282,6 +290,14 @@ func TestParse(t *testing.T) {
 			want: &Config{Doors: []*Door{door("d", 1, seq(-4, 5))}},
 		},
 		{
+			name: "nftables sets",
+			conf: "[d]\nsequence = 1\nNFT_Set = inet  knockd ssh4\nnft_set_6 = ip6 filter ssh6\n",
+			want: &Config{Doors: []*Door{with(door("d", 1, seq(1)), func(d *Door) {
+				d.NFTSet = NFTSet{"inet", "knockd", "ssh4"}
+				d.NFTSet6 = NFTSet{"ip6", "filter", "ssh6"}
+			})}},
+		},
+		{
 			name: "TCPFlags lines add up",
 			conf: "[d]\nsequence = 1\ntcpflags = syn\ntcpflags = !ack,!rst\nTCPFlags = URG\n",
 			want: &Config{Doors: []*Door{with(door("d", 1, seq(1)), func(d *Door) {
@@ -449,6 +465,11 @@ func TestWarnings(t *testing.T) {
 			[]string{"knockd.conf:4: [d] has a Stop_Command but no Start_Command"}},
 		{"an IPv6 stop command only", "[d]\nsequence = 1\nstop_command_6 = y\n",
 			[]string{"knockd.conf:3: [d] has a Stop_Command_6 but no Start_Command_6 or Start_Command"}},
+		{"both sets", "[d]\nsequence = 1\nnft_set = inet k a\nnft_set_6 = inet k b\n", nil},
+		{"an IPv4 set only", "[d]\nsequence = 1\nnft_set = inet k a\n",
+			[]string{"knockd.conf:1: [d] has an NFT_Set but no NFT_Set_6: IPv6 knockers are added to no set"}},
+		{"an IPv6 set only", "[d]\nsequence = 1\nnft_set_6 = inet k b\n",
+			[]string{"knockd.conf:1: [d] has an NFT_Set_6 but no NFT_Set: IPv4 knockers are added to no set"}},
 		{"two doors", "[a]\nsequence = 1\n[b]\nsequence = 2\n", []string{
 			"knockd.conf:1: [a] has no Start_Command: knocks will only be logged",
 			"knockd.conf:3: [b] has no Start_Command: knocks will only be logged",
