@@ -1,0 +1,235 @@
+package kset
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/knock-go/knock/config"
+)
+
+// queueLen bounds the additions waiting for one set's worker. A flash
+// crowd is added in transactions of up to batchLen elements, so the queue
+// empties far faster than any capture can fill it.
+const (
+	queueLen = 1 << 16
+	batchLen = 1024
+)
+
+// Options configure Sets.
+type Options struct {
+	// Logf receives knockd's log lines ("door: adding ..."). Nil
+	// discards them.
+	Logf func(format string, args ...any)
+	// NetNSFd, when not 0, is a network namespace to work in instead of
+	// this process's own (for tests).
+	NetNSFd int
+}
+
+// Sets adds knockers to the doors' kernel sets. It is an exec.Opener:
+// Open never blocks, and each set has a worker that adds everything
+// waiting for it in one netlink transaction. Its methods are safe for
+// concurrent use.
+type Sets struct {
+	opts    Options
+	mu      sync.Mutex
+	workers map[config.NFTSet]*worker
+	closed  bool
+	wg      sync.WaitGroup
+	dropped atomic.Uint64
+}
+
+// addition is one knocker to add to a set.
+type addition struct {
+	door, label string
+	addr        netip.Addr
+	timeout     time.Duration
+}
+
+// worker adds to one set.
+type worker struct {
+	set config.NFTSet
+	q   chan addition
+}
+
+// SetError is a set that a door names and that cannot be used as it is.
+type SetError struct {
+	Door string        // the door's section
+	Key  string        // NFT_Set or NFT_Set_6
+	Set  config.NFTSet // the set
+	Err  error         // what is wrong
+	Fix  string        // the nft command that would make it right, if any
+}
+
+func (e *SetError) Error() string {
+	s := fmt.Sprintf("[%s] %s = %s: %v", e.Door, e.Key, e.Set, e.Err)
+	if e.Fix != "" {
+		s += ": create it with: " + e.Fix
+	}
+	return s
+}
+
+func (e *SetError) Unwrap() error { return e.Err }
+
+// ErrNoNetAdmin is wrapped by the errors of a process that may not change
+// nftables sets.
+var ErrNoNetAdmin = errors.New("this process lacks CAP_NET_ADMIN, which adding to nftables sets needs: " +
+	"run as root, or give the binary the capability (setcap cap_net_raw,cap_net_admin+ep /usr/sbin/knockd), " +
+	"or AmbientCapabilities=CAP_NET_RAW CAP_NET_ADMIN in the systemd unit")
+
+// use is one set a door names.
+type use struct {
+	door, key string
+	set       config.NFTSet
+	v6        bool
+}
+
+// uses lists the sets the doors name.
+func uses(doors []*config.Door) []use {
+	var us []use
+	for _, d := range doors {
+		if d.NFTSet != (config.NFTSet{}) {
+			us = append(us, use{d.Name, "NFT_Set", d.NFTSet, false})
+		}
+		if d.NFTSet6 != (config.NFTSet{}) {
+			us = append(us, use{d.Name, "NFT_Set_6", d.NFTSet6, true})
+		}
+	}
+	return us
+}
+
+// Any reports whether a door names a set.
+func Any(doors []*config.Door) bool { return len(uses(doors)) > 0 }
+
+// New checks every set the doors name and returns Sets ready to add to
+// them. The error is a *SetError for the first set that is missing or
+// unfit, or wraps ErrNoNetAdmin.
+func New(doors []*config.Door, opts Options) (*Sets, error) {
+	if opts.Logf == nil {
+		opts.Logf = func(string, ...any) {}
+	}
+	s := &Sets{opts: opts, workers: map[config.NFTSet]*worker{}}
+	if err := s.Update(doors); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// Update checks the sets of a new configuration's doors, and starts the
+// workers of those it did not use yet. On error nothing changes, so that a
+// reload can keep the running configuration.
+func (s *Sets) Update(doors []*config.Door) error {
+	us := uses(doors)
+	if len(us) == 0 {
+		return nil
+	}
+	if err := check(us, s.opts.NetNSFd); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return errors.New("kset: closed")
+	}
+	for _, u := range us {
+		if s.workers[u.set] != nil {
+			continue
+		}
+		w := &worker{set: u.set, q: make(chan addition, queueLen)}
+		s.workers[u.set] = w
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			s.run(w)
+		}()
+	}
+	return nil
+}
+
+// Open adds src to the door's set for its family, for Cmd_Timeout. It
+// returns at once: the worker adds it.
+func (s *Sets) Open(d *config.Door, src netip.Addr, label string, now time.Time) {
+	src = src.Unmap()
+	set := d.NFTSet
+	if src.Is6() {
+		set = d.NFTSet6
+	}
+	if set == (config.NFTSet{}) {
+		return
+	}
+	s.mu.Lock()
+	w := s.workers[set]
+	closed := s.closed
+	s.mu.Unlock()
+	if w == nil || closed {
+		s.dropped.Add(1)
+		return
+	}
+	select {
+	case w.q <- addition{door: d.Name, label: label, addr: src, timeout: d.CmdTimeout}:
+	default:
+		s.dropped.Add(1)
+		s.opts.Logf("%s: error: too many additions waiting for nft set %s: %s not added", d.Name, set, src)
+	}
+}
+
+// Dropped counts the additions not made because a queue was full or the
+// Sets closed.
+func (s *Sets) Dropped() uint64 { return s.dropped.Load() }
+
+// Close adds what is waiting and stops the workers, waiting at most until
+// ctx is done. Elements already added stay, and expire by themselves.
+func (s *Sets) Close(ctx context.Context) error {
+	s.mu.Lock()
+	if !s.closed {
+		s.closed = true
+		for _, w := range s.workers {
+			close(w.q)
+		}
+	}
+	s.mu.Unlock()
+	done := make(chan struct{})
+	go func() {
+		s.wg.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("kset: additions still waiting at shutdown: %w", ctx.Err())
+	}
+}
+
+// run adds what arrives on w.q, everything waiting at once.
+func (s *Sets) run(w *worker) {
+	a := newAdder(w.set, s.opts.NetNSFd)
+	batch := make([]addition, 0, batchLen)
+	for first := range w.q {
+		batch = append(batch[:0], first)
+	more:
+		for len(batch) < batchLen {
+			select {
+			case x, ok := <-w.q:
+				if !ok {
+					break more
+				}
+				batch = append(batch, x)
+			default:
+				break more
+			}
+		}
+		for _, x := range batch {
+			s.opts.Logf("%s: adding %s to nft set %s for %d s", x.door, x.addr, w.set, int64(x.timeout/time.Second))
+		}
+		if err := a.add(batch); err != nil {
+			for _, x := range batch {
+				s.opts.Logf("%s: error: could not add %s to nft set %s: %v", x.door, x.addr, w.set, err)
+			}
+		}
+	}
+}
