@@ -19,6 +19,7 @@ import (
 	"github.com/knock-go/knock/config"
 	"github.com/knock-go/knock/exec"
 	"github.com/knock-go/knock/internal/klog"
+	"github.com/knock-go/knock/kset"
 	"github.com/knock-go/knock/listener"
 	"github.com/knock-go/knock/match"
 	"github.com/knock-go/knock/rawsock"
@@ -85,6 +86,7 @@ type daemon struct {
 	iface   string
 	src     capture.Source
 	runner  *exec.Runner
+	sets    *kset.Sets
 	openers []exec.Opener // each OPEN SESAME goes to all of them; runner first
 	matcher *match.Matcher
 	loop    *match.Loop
@@ -155,7 +157,13 @@ func start(opts Options) (*daemon, error) {
 		return fail(err)
 	}
 
-	d.openers = []exec.Opener{d.runner}
+	// The sets are checked before any socket is opened: a door whose set
+	// is missing would open nothing.
+	if d.sets, err = kset.New(cfg.Doors, kset.Options{Logf: d.log.Log}); err != nil {
+		d.runner.Close(context.Background())
+		return fail(err)
+	}
+	d.openers = []exec.Opener{d.runner, d.sets}
 
 	d.matcher = match.New(cfg.Doors, match.Options{MaxAttempts: cfg.MaxAttempts})
 	spec := capture.NewSpec(d.matcher.Doors(), ifaces, opts.IPv4Only)
@@ -420,6 +428,11 @@ func (d *daemon) reload(ctx context.Context) {
 	}
 	for _, w := range cfg.Warnings {
 		d.log.Error("warning: %s", w)
+	}
+	if err := d.sets.Update(cfg.Doors); err != nil {
+		d.log.Reload(d.logFile(d.cfg), d.cfg.UseSyslog)
+		d.log.Error("%v; keeping the running configuration", err)
+		return
 	}
 	iface := d.interfaceOf(cfg)
 	var updateErr error
