@@ -241,7 +241,7 @@ func dialFrom(ns *netlab.Netns, addr string, timeout time.Duration) (net.Conn, e
 	err := ns.Do(func() (err error) {
 		ctx, cancel := context.WithTimeout(context.Background(), timeout)
 		defer cancel()
-		c, err = (&net.Dialer{}).DialContext(ctx, "tcp4", addr)
+		c, err = (&net.Dialer{}).DialContext(ctx, "tcp", addr) // the address says which family
 		return err
 	})
 	return c, err

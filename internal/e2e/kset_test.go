@@ -1,0 +1,235 @@
+package e2e
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/knock-go/knock/internal/netlab"
+)
+
+// nftLab is a server namespace with the example ruleset of
+// configs/nftables-knockd.nft guarding servicePort, and a client.
+type nftLab struct {
+	srv, cli *netlab.Netns
+	veth     *netlab.Veth
+	dir      string
+}
+
+func newNFTLab(t *testing.T) *nftLab {
+	t.Helper()
+	requireLab(t, "ip", "nft", "setpriv")
+	l := &nftLab{srv: netlab.NewNetns(t, "kset-srv"), cli: netlab.NewNetns(t, "kset-cli"), dir: sharedTempDir(t)}
+	l.veth = netlab.NewVeth(t, l.srv, l.cli, netlab.Addressing{})
+	rules, err := os.ReadFile(filepath.Join(repoRoot(t), "configs", "nftables-knockd.nft"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := filepath.Join(l.dir, "ruleset.nft")
+	writeFile(t, f, strings.ReplaceAll(string(rules), "dport 22 ", fmt.Sprintf("dport %d ", servicePort)))
+	runIn(t, l.srv, nil, "nft", "-f", f)
+	return l
+}
+
+// repoRoot is the module's root, two levels above this package.
+func repoRoot(t *testing.T) string {
+	wd, err := os.Getwd()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return filepath.Join(wd, "..", "..")
+}
+
+// asNobodyNetAdmin is the prefix that runs knockd as uid 65534 with CAP_NET_RAW
+// and CAP_NET_ADMIN only.
+var asNobodyNetAdmin = []string{"setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+	"--inh-caps=-all,+net_raw,+net_admin", "--ambient-caps=-all,+net_raw,+net_admin"}
+
+// expires returns how long addr has left in the set, from nft's listing.
+func expires(t *testing.T, l *nftLab, set, addr string) (time.Duration, bool) {
+	t.Helper()
+	out, err := l.srv.Command("nft", "list", "set", "inet", "knockd", set).CombinedOutput()
+	if err != nil {
+		t.Fatalf("nft list set: %v: %s", err, out)
+	}
+	m := regexp.MustCompile(regexp.QuoteMeta(addr) + ` timeout \S+ expires ([0-9hms.]+)`).FindStringSubmatch(string(out))
+	if m == nil {
+		return 0, false
+	}
+	d, err := time.ParseDuration(m[1])
+	if err != nil {
+		t.Fatalf("expiry %q of %s: %v", m[1], addr, err)
+	}
+	if n := strings.Count(string(out), addr+" "); n != 1 {
+		t.Errorf("%s is in set %s %d times:\n%s", addr, set, n, out)
+	}
+	return d, true
+}
+
+// TestNFTSetDoor: a door with only nftables sets, the daemon unprivileged
+// but for CAP_NET_RAW and CAP_NET_ADMIN and without a state directory.
+// The service is unreachable before the knock and reachable after it, for
+// IPv4 and IPv6, each knocker in its family's set; a re-knock pushes the
+// expiry out; with the daemon killed by SIGKILL right after, the kernel
+// still closes the door on time.
+func TestNFTSetDoor(t *testing.T) {
+	t.Parallel()
+	l := newNFTLab(t)
+	conf := filepath.Join(l.dir, "knockd.conf")
+	writeFile(t, conf, `[openSSH]
+	sequence = 7000,8000,9000
+	seq_timeout = 5
+	tcpflags = syn
+	cmd_timeout = 3
+	NFT_Set = inet knockd ssh4
+	NFT_Set_6 = inet knockd ssh6
+`)
+	argv := append(append([]string{}, asNobodyNetAdmin...), knockdBin, "-c", conf, "-i", l.veth.A.Dev, "-v", "--backend", "raw")
+	d := startIn(t, l.srv, l.dir, "listening on", argv...)
+	t.Cleanup(func() {
+		if t.Failed() {
+			out, _ := l.srv.Command("nft", "list", "ruleset").CombinedOutput()
+			t.Logf("knockd output:\n%s\nruleset:\n%s", d.output(), out)
+		}
+	})
+	srv4, srv6 := l.veth.A.Addr.String(), l.veth.A.Addr6.String()
+	cli4, cli6 := l.veth.B.Addr.String(), l.veth.B.Addr6.String()
+	service4 := net.JoinHostPort(srv4, fmt.Sprint(servicePort))
+	service6 := net.JoinHostPort(srv6, fmt.Sprint(servicePort))
+	startEcho(t, l.srv, servicePort)
+	startEcho6(t, l.srv, servicePort)
+
+	mustNotConnect(t, l.cli, service4, "over IPv4 before the knock")
+	mustNotConnect(t, l.cli, service6, "over IPv6 before the knock")
+
+	knockFrom(t, l.cli, knockBin, srv4, "7000", "8000", "9000")
+	waitOutput(t, d, fmt.Sprintf("openSSH: adding %s to nft set inet knockd ssh4 for 3 s", cli4), 1)
+	c := waitConnect(t, l.cli, service4, "over IPv4 after the knock")
+	c.Close()
+	// A re-knock pushes the expiry out, on the one element.
+	time.Sleep(time.Second)
+	before, ok := expires(t, l, "ssh4", cli4)
+	if !ok {
+		t.Fatalf("%s left the set 1 s into its 3 s", cli4)
+	}
+	knockFrom(t, l.cli, knockBin, srv4, "7000", "8000", "9000")
+	waitOutput(t, d, fmt.Sprintf("openSSH: adding %s to nft set inet knockd ssh4 for 3 s", cli4), 2)
+	reknocked := time.Now()
+	if after, ok := expires(t, l, "ssh4", cli4); !ok || after <= before {
+		t.Errorf("after the re-knock %s expires in %v (present %v), before it in %v: want later", cli4, after, ok, before)
+	}
+
+	knockFrom(t, l.cli, knockBin, "-6", srv6, "7000", "8000", "9000")
+	waitOutput(t, d, fmt.Sprintf("openSSH: adding %s to nft set inet knockd ssh6 for 3 s", cli6), 1)
+	c = waitConnect(t, l.cli, service6, "over IPv6 after the knock")
+	c.Close()
+	if _, ok := expires(t, l, "ssh6", cli4); ok {
+		t.Errorf("the IPv4 knocker is in the IPv6 set")
+	}
+	if _, ok := expires(t, l, "ssh4", cli6); ok {
+		t.Errorf("the IPv6 knocker is in the IPv4 set")
+	}
+
+	// SIGKILL, never restarted: the kernel closes the door by itself.
+	if err := d.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	<-d.done
+	closed := waitNoConnect(t, l.cli, service4)
+	if el := closed.Sub(reknocked); el > 8*time.Second {
+		t.Errorf("the door closed %v after the re-knock, want about Cmd_Timeout (3s)", el)
+	}
+	waitNoConnect(t, l.cli, service6)
+	if out := d.output(); strings.Contains(out, "running command") {
+		t.Errorf("a set door ran a command:\n%s", out)
+	}
+}
+
+// startEcho6 is startEcho over IPv6.
+func startEcho6(t *testing.T, ns *netlab.Netns, port int) {
+	t.Helper()
+	var l net.Listener
+	if err := ns.Do(func() (err error) {
+		l, err = net.Listen("tcp6", fmt.Sprintf("[::]:%d", port))
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				buf := make([]byte, 512)
+				for {
+					n, err := c.Read(buf)
+					if err != nil {
+						return
+					}
+					c.Write(buf[:n])
+				}
+			}()
+		}
+	}()
+}
+
+// TestNFTSetStartErrors: each unusable set stops the start-up with exit
+// status 1 and one line naming the door, the key and the set, with the
+// command that would fix it.
+func TestNFTSetStartErrors(t *testing.T) {
+	t.Parallel()
+	l := newNFTLab(t)
+	runIn(t, l.srv, nil, "nft", "add set inet knockd plain4 { type ipv4_addr; }")
+	tests := []struct {
+		name, set string
+		prefix    []string
+		want      []string
+	}{
+		{"no table", "NFT_Set = ip nosuch ssh4", nil,
+			[]string{"[d] NFT_Set = ip nosuch ssh4: there is no table ip nosuch", "nft add table ip nosuch && nft add set ip nosuch ssh4 '{ type ipv4_addr; flags timeout; }'"}},
+		{"no set", "NFT_Set_6 = inet knockd nosuch", nil,
+			[]string{"[d] NFT_Set_6 = inet knockd nosuch: table inet knockd has no set nosuch", "nft add set inet knockd nosuch '{ type ipv6_addr; flags timeout; }'"}},
+		{"wrong type", "NFT_Set = inet knockd ssh6", nil,
+			[]string{"[d] NFT_Set = inet knockd ssh6: the set holds ipv6_addr, not ipv4_addr", "nft delete set inet knockd ssh6 && nft add set"}},
+		{"no timeouts", "NFT_Set = inet knockd plain4", nil,
+			[]string{"[d] NFT_Set = inet knockd plain4: the set has no timeouts", "flags timeout"}},
+		{"no CAP_NET_ADMIN", "NFT_Set = inet knockd ssh4",
+			[]string{"setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all,+net_raw", "--ambient-caps=-all,+net_raw"},
+			[]string{"CAP_NET_ADMIN", "setcap cap_net_raw,cap_net_admin+ep", "AmbientCapabilities=CAP_NET_RAW CAP_NET_ADMIN"}},
+	}
+	for i, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			conf := filepath.Join(l.dir, fmt.Sprintf("knockd%d.conf", i))
+			writeFile(t, conf, "[d]\n\tsequence = 7000\n\tNFT_Set = inet knockd ssh4\n\tNFT_Set_6 = inet knockd ssh6\n\t"+tt.set+"\n")
+			argv := append(append([]string{}, tt.prefix...), knockdBin, "-c", conf, "-i", l.veth.A.Dev, "--backend", "raw")
+			cmd := l.srv.Command(argv[0], argv[1:]...)
+			cmd.Dir = l.dir
+			out, err := cmd.CombinedOutput()
+			var ee *exec.ExitError
+			if !errors.As(err, &ee) || ee.ExitCode() != 1 {
+				t.Fatalf("%v, want exit status 1:\n%s", err, out)
+			}
+			msg := strings.TrimSpace(string(out))
+			if strings.Count(msg, "\n") != 0 {
+				t.Errorf("want one line, got:\n%s", msg)
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(msg, w) {
+					t.Errorf("message %q does not say %q", msg, w)
+				}
+			}
+		})
+	}
+}
