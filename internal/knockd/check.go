@@ -170,7 +170,8 @@ func (c *checker) door(d *config.Door) {
 	}
 	stopping := d.StopCommand != "" || d.StopCommand6 != ""
 	cmdTimeout := seconds(d.CmdTimeout)
-	if !stopping {
+	hasSet := d.NFTSet != (config.NFTSet{}) || d.NFTSet6 != (config.NFTSet{})
+	if !stopping && !hasSet {
 		cmdTimeout += " (unused: no Stop_Command)"
 	}
 	rows = append(rows,
@@ -184,6 +185,18 @@ func (c *checker) door(d *config.Door) {
 		[2]string{"Stop_Command", cmd(d.StopCommand, "", "")},
 		[2]string{"Stop_Command_6", cmd(d.StopCommand6, d.StopCommand, "Stop_Command")},
 	)
+	if hasSet {
+		set := func(s config.NFTSet, family string) string {
+			if s == (config.NFTSet{}) {
+				return "none: " + family + " knockers are added to no set"
+			}
+			return "nft set " + s.String() + ", each knocker for Cmd_Timeout (the kernel closes it)"
+		}
+		rows = append(rows,
+			[2]string{"NFT_Set", set(d.NFTSet, "IPv4")},
+			[2]string{"NFT_Set_6", set(d.NFTSet6, "IPv6")},
+		)
+	}
 	fmt.Fprintln(c.out)
 	c.table(fmt.Sprintf("[%s] (%s:%d)", d.Name, c.cfg.Path, d.Line), rows)
 }
