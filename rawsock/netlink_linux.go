@@ -133,7 +133,13 @@ func (n *rtnl) subscribe(inNS bool) error {
 		ReceiveBufferSize: rtnlReadBuffer,
 	})
 	if err != nil {
-		s.stop()
+		// Only the link subscription runs: its channel alone will
+		// close.
+		close(s.done)
+		go func() {
+			for range s.links {
+			}
+		}()
 		return fmt.Errorf("rawsock: subscribing to rtnetlink address changes: %w", err)
 	}
 	n.sub = s

@@ -3,6 +3,7 @@
 package rawsock
 
 import (
+	"errors"
 	"net"
 	"net/netip"
 	"strconv"
@@ -254,6 +255,15 @@ func TestRTNLSubscribeAgain(t *testing.T) {
 		t.Fatalf("recv after a loss = %v, want errOverrun", err)
 	}
 	check("after a loss")
+	// The library reports a failed read through ErrorCallback.
+	n.current().errc <- errors.New("Receive failed: no buffer space available")
+	if _, err := n.recv(ctx); !errors.Is(err, errOverrun) {
+		t.Fatalf("recv after a reported error = %v, want errOverrun", err)
+	}
+	if n.current() != nil {
+		t.Fatal("the failed subscription is still in use")
+	}
+	check("after a reported error")
 	if err := n.Close(); err != nil {
 		t.Fatal(err)
 	}
