@@ -9,7 +9,6 @@ require (
 	github.com/urfave/cli/v2 v2.27.7
 	golang.org/x/net v0.62.0
 	golang.org/x/sys v0.50.0
-	gopkg.in/ini.v1 v1.67.3
 )
 
 require (
