@@ -111,7 +111,6 @@ func TestRun(t *testing.T) {
 		{args: "-x -V", stderr: "knockd: invalid option -- 'x'\n", stdout: usageOurs},
 		{args: "--bogus", stderr: "knockd: unrecognized option '--bogus'\n", stdout: usageOurs},
 		{args: "--d", stderr: "knockd: option '--d' is ambiguous; possibilities: '--daemon' '--debug'\n", stdout: usageOurs},
-		{args: "--c {c}", stderr: "knockd: option '--c' is ambiguous; possibilities: '--config' '--check'\n", stdout: usageOurs},
 		{args: "-c", stderr: "knockd: option requires an argument -- 'c'\n", stdout: usageOurs},
 		{args: "-dvc", stderr: "knockd: option requires an argument -- 'c'\n", stdout: usageOurs},
 		{args: "--conf", stderr: "knockd: option '--config' requires an argument\n", stdout: usageOurs},
@@ -225,6 +224,8 @@ func TestCompatKnockd08(t *testing.T) {
 		{args: "--conf={c}"},
 		{args: "--config {c}"},
 		{args: "--co {c} --verb --deb --dae --look --only"},
+		// 0.8's --config, though --check now begins with --c too.
+		{args: "--c {c}"},
 		{args: "--verb -c{c}"},
 		{args: "-ilo -c{c}"},
 		{args: "-i lo --inter=lo --interface lo -c {c}"},
