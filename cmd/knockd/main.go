@@ -59,7 +59,7 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 			&cli.BoolFlag{Name: "only-ip-v4", Aliases: []string{"4"}, Usage: "do not track ipv6"},
 			&cli.BoolFlag{Name: "check", Aliases: []string{"t"}, Category: cmdline.AddedCategory, Usage: "check the configuration and exit: print each door, bind nothing"},
 			&cli.StringFlag{Name: "backend", Value: "auto", Category: cmdline.AddedCategory, Usage: "`how` to capture: auto (default), raw (AF_PACKET, needs CAP_NET_RAW) or listener (bound sockets, no privileges)"},
-			&cli.StringFlag{Name: "state-dir", Category: cmdline.AddedCategory, Usage: "keep pending stop commands in `dir` (default: StateDir in the config, $STATE_DIRECTORY, /var/lib/knockd for root, else ~/.local/state/knockd)"},
+			&cli.StringFlag{Name: "state-dir", Category: cmdline.AddedCategory, Usage: "keep pending stop commands in `dir` (default: StateDir in the config, else a directory named after the config file under $STATE_DIRECTORY, /var/lib/knockd for root, or ~/.local/state/knockd)"},
 			&cli.BoolFlag{Name: "version", Aliases: []string{"V"}, Usage: "display version"},
 			&cli.BoolFlag{Name: "help", Aliases: []string{"h"}, Usage: "this help"},
 		},

@@ -58,7 +58,7 @@ options:
   -4, --only-ip-v4       do not track ipv6
   -t, --check            check the configuration and exit: print each door, bind nothing
       --backend <how>    how to capture: auto (default), raw (AF_PACKET, needs CAP_NET_RAW) or listener (bound sockets, no privileges)
-      --state-dir <dir>  keep pending stop commands in dir (default: StateDir in the config, $STATE_DIRECTORY, /var/lib/knockd for root, else ~/.local/state/knockd)
+      --state-dir <dir>  keep pending stop commands in dir (default: StateDir in the config, else a directory named after the config file under $STATE_DIRECTORY, /var/lib/knockd for root, or ~/.local/state/knockd)
   -V, --version          display version
   -h, --help             this help
 
