@@ -440,7 +440,7 @@ func (d *daemon) reload(ctx context.Context) {
 	d.cfg = cfg
 	d.log.Reload(d.logFile(cfg), cfg.UseSyslog)
 	if now := listening(iface); now != listening(d.interfaceOf(old)) {
-		d.log.Log("re-reading config file: now listening on %s", now)
+		d.log.Log("reload: now listening on %s", now)
 	}
 	d.flagWins("Interface", "-i", d.opts.Interface, old.Interface, cfg.Interface)
 	d.flagWins("LogFile", "-g", d.opts.LogFile, old.LogFile, cfg.LogFile)
@@ -457,7 +457,7 @@ func (d *daemon) reload(ctx context.Context) {
 // command line set it.
 func (d *daemon) flagWins(key, flag, flagValue, was, now string) {
 	if flagValue != "" && was != now {
-		d.log.Error("re-reading config file: %s ignored: %s %s on the command line wins", key, flag, flagValue)
+		d.log.Error("reload: %s ignored: %s %s on the command line wins", key, flag, flagValue)
 	}
 }
 
@@ -470,7 +470,7 @@ func (d *daemon) fixed(key, flagValue, was, now, dflt string) {
 	if now == "" {
 		now = dflt
 	}
-	d.log.Error("re-reading config file: %s cannot change while running; restart knockd to use %s", key, now)
+	d.log.Error("reload: %s cannot change while running; restart knockd to use %s", key, now)
 }
 
 // logFile is where lines go for cfg: -g wins over LogFile.
