@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/knock-go/knock/config"
+	"github.com/knock-go/knock/wire"
 )
 
 // Event is one candidate knock: a packet or connection from Src to Dst on
@@ -22,7 +23,7 @@ type Event struct {
 	// Port is the destination port.
 	Port uint16
 	// Proto is TCP or UDP.
-	Proto config.Proto
+	Proto wire.Proto
 	// Flags are the TCP header flags. Valid iff Proto == TCP; the
 	// listener backend always reports config.SYN.
 	Flags uint8
@@ -30,7 +31,7 @@ type Event struct {
 
 // Port is one (protocol, port) that some door knocks on.
 type Port struct {
-	Proto config.Proto
+	Proto wire.Proto
 	Port  uint16
 	// Targets are the only destination addresses of interest, from the
 	// doors' Target directives. Nil means any of the host's addresses.
@@ -43,7 +44,7 @@ type Port struct {
 	// Flags lists the TCPFlags of the doors using this port; a TCP
 	// packet is of interest if it matches any of them. Valid iff Proto
 	// == TCP.
-	Flags []config.Flags
+	Flags []wire.FlagFilter
 	// Doors names the doors that knock here, for error messages.
 	Doors []string
 }
@@ -62,7 +63,7 @@ type Spec struct {
 // NewSpec collects the ports of doors into a Spec.
 func NewSpec(doors []*config.Door, ifaces []string, ipv4Only bool) Spec {
 	type key struct {
-		proto config.Proto
+		proto wire.Proto
 		port  uint16
 	}
 	idx := map[key]int{}
@@ -85,7 +86,7 @@ func NewSpec(doors []*config.Door, ifaces []string, ipv4Only bool) Spec {
 			}
 			p := &ports[i]
 			p.Doors = append(p.Doors, d.Name)
-			if k.Proto == config.TCP && !slices.Contains(p.Flags, d.Flags) {
+			if k.Proto == wire.TCP && !slices.Contains(p.Flags, d.Flags) {
 				p.Flags = append(p.Flags, d.Flags)
 			}
 			if !d.Target.IsValid() {

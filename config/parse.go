@@ -11,6 +11,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/knock-go/knock/wire"
 )
 
 // Load reads the knockd.conf at path and parses it with Parse. A file
@@ -34,7 +36,7 @@ func Load(path string) (*Config, error) {
 // applies, the section and the key. Problems that do not stop knockd from
 // working, such as a door with no command, go to Config.Warnings.
 func Parse(path string, data []byte) (*Config, error) {
-	return parse(path, data, func(p string) ([]Knock, OneTimeLine, error) {
+	return parse(path, data, func(p string) ([]wire.Knock, OneTimeLine, error) {
 		return ReadOneTime(p, 0)
 	})
 }
@@ -42,7 +44,7 @@ func Parse(path string, data []byte) (*Config, error) {
 // oneTimeReader returns the first usable sequence of a one-time sequence
 // file and where it was read. Tests and fuzzing replace ReadOneTime with
 // a fake so that arbitrary input never reads arbitrary files.
-type oneTimeReader func(path string) ([]Knock, OneTimeLine, error)
+type oneTimeReader func(path string) ([]wire.Knock, OneTimeLine, error)
 
 func parse(path string, data []byte, readOneTime oneTimeReader) (*Config, error) {
 	secs, scanErr := scan(path, data)
@@ -333,12 +335,12 @@ func (b *builder) entry(s *section, ds *doorState, e entry) *Error {
 		err = with08(err, seconds08(v, false))
 		ds.d.CmdTimeout = time.Duration(sec) * time.Second
 	case "tcpflags":
-		var f Flags
+		var f wire.FlagFilter
 		if f, err = ParseFlags(v); err == nil {
 			// Several TCPFlags lines add up, as in knockd.
 			f.Set |= ds.d.Flags.Set
 			f.Unset |= ds.d.Flags.Unset
-			if err = f.check(); err == nil {
+			if err = checkFlags(f); err == nil {
 				ds.d.Flags = f
 			} else {
 				err = fmt.Errorf("with the TCPFlags lines above, %w", err)

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/knock-go/knock/wire"
 )
 
 // tempFiles writes files (name -> contents) into a new temporary
@@ -291,7 +293,7 @@ func TestParse(t *testing.T) {
 			name: "TCPFlags lines add up",
 			conf: "[d]\nsequence = 1\ntcpflags = syn\ntcpflags = !ack,!rst\nTCPFlags = URG\n",
 			want: &Config{Doors: []*Door{with(door("d", 1, seq(1)), func(d *Door) {
-				d.Flags = Flags{Set: SYN | URG, Unset: ACK | RST}
+				d.Flags = wire.FlagFilter{Set: wire.SYN | wire.URG, Unset: wire.ACK | wire.RST}
 			})}},
 		},
 		{
@@ -416,7 +418,7 @@ func TestParse(t *testing.T) {
 				d.OneTimeFile = r.Replace("$DIR/good.seq")
 				d.OneTimeOffset = int64(len("# comment\n\n"))
 				d.OneTimeText = " 6110,6120:udp,6130"
-				d.Flags = Flags{Set: SYN}
+				d.Flags = wire.FlagFilter{Set: wire.SYN}
 			})}},
 		},
 		{

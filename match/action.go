@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/knock-go/knock/config"
+	"github.com/knock-go/knock/wire"
 )
 
 // Kind says what an Action reports.
@@ -102,7 +103,7 @@ func (a Action) String() string {
 	return a.Kind.String()
 }
 
-func seqString(seq []config.Knock) string {
+func seqString(seq []wire.Knock) string {
 	b := make([]byte, 0, len(seq)*10)
 	for i, k := range seq {
 		if i > 0 {

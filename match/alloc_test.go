@@ -7,6 +7,7 @@ import (
 
 	"github.com/knock-go/knock/capture"
 	"github.com/knock-go/knock/config"
+	"github.com/knock-go/knock/wire"
 )
 
 // allocCase is a matcher in a steady state and a way to make the events
@@ -26,7 +27,7 @@ func allocSrc(i int) netip.Addr {
 }
 
 func allocEvent(src netip.Addr, port uint16, at time.Duration) capture.Event {
-	return capture.Event{Time: t0.Add(at), Src: src, Dst: netip.MustParseAddr("203.0.113.1"), Port: port, Proto: config.TCP, Flags: config.SYN}
+	return capture.Event{Time: t0.Add(at), Src: src, Dst: netip.MustParseAddr("203.0.113.1"), Port: port, Proto: wire.TCP, Flags: wire.SYN}
 }
 
 func allocCases() []allocCase {

@@ -11,6 +11,7 @@ import (
 
 	"github.com/knock-go/knock/capture"
 	"github.com/knock-go/knock/config"
+	"github.com/knock-go/knock/wire"
 )
 
 // DefaultMaxAttempts is the cap on attempts in progress when Options
@@ -55,7 +56,7 @@ type Stats struct {
 
 type door struct {
 	cfg      *config.Door
-	seq      []config.Knock
+	seq      []wire.Knock
 	group    int // index into Matcher.groups
 	disabled bool
 }
@@ -69,7 +70,7 @@ type group struct {
 
 type knockKey uint32
 
-func keyOf(proto config.Proto, port uint16) knockKey {
+func keyOf(proto wire.Proto, port uint16) knockKey {
 	return knockKey(proto)<<16 | knockKey(port)
 }
 
@@ -305,13 +306,13 @@ func (m *Matcher) handle(ev *capture.Event, k srcKey, kind addrKind, h uint32, o
 				continue
 			}
 			relevant = true
-			if ev.Proto == config.TCP && !d.cfg.Flags.Match(ev.Flags) {
+			if ev.Proto == wire.TCP && !d.cfg.Flags.Match(ev.Flags) {
 				// knockd ignores such a packet for this door: no reset.
 				used = true
 				prev, i = i, next
 				continue
 			}
-			k := config.Knock{Port: ev.Port, Proto: ev.Proto}
+			k := wire.Knock{Port: ev.Port, Proto: ev.Proto}
 			switch {
 			case d.seq[a.stage] == k:
 				used = true
@@ -348,7 +349,7 @@ func (m *Matcher) handle(ev *capture.Event, k srcKey, kind addrKind, h uint32, o
 		if d.disabled || !targetOK(d.cfg, ev.Dst) || !d.cfg.SourceOK(ev.Src) {
 			continue
 		}
-		if ev.Proto == config.TCP && !d.cfg.Flags.Match(ev.Flags) {
+		if ev.Proto == wire.TCP && !d.cfg.Flags.Match(ev.Flags) {
 			continue
 		}
 		out = appendAction(out, Stage, d.cfg, ev.Src, 1, now, nil)

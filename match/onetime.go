@@ -7,12 +7,13 @@ import (
 	"time"
 
 	"github.com/knock-go/knock/config"
+	"github.com/knock-go/knock/wire"
 )
 
 // OneTimeFunc marks the sequence a one-time door just used as spent and
 // returns the door's next sequence and where it was read in the file. It
 // returns an error wrapping config.ErrNoSequence when none is left.
-type OneTimeFunc func(d *config.Door) (next []config.Knock, at config.OneTimeLine, err error)
+type OneTimeFunc func(d *config.Door) (next []wire.Knock, at config.OneTimeLine, err error)
 
 // disableError reads as knockd's log line and keeps its cause underneath.
 type disableError struct {

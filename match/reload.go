@@ -5,6 +5,7 @@ import (
 	"slices"
 
 	"github.com/knock-go/knock/config"
+	"github.com/knock-go/knock/wire"
 )
 
 // Reload replaces the doors. Attempts in progress on a door that keeps
@@ -121,7 +122,7 @@ func (m *Matcher) restore(keep []kept, rehash bool) {
 	}
 }
 
-func sameMatching(old *config.Door, oldSeq []config.Knock, nd *config.Door) bool {
+func sameMatching(old *config.Door, oldSeq []wire.Knock, nd *config.Door) bool {
 	return slices.Equal(oldSeq, nd.Sequence) && old.Target == nd.Target &&
 		old.Flags == nd.Flags && old.SeqTimeout == nd.SeqTimeout && slices.Equal(old.Sources, nd.Sources)
 }
