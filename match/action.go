@@ -88,13 +88,21 @@ func appendAction(out []Action, kind Kind, door *config.Door, src netip.Addr, st
 // String returns the action as knockd logs it, for example
 // "192.0.2.7: openSSH: Stage 2".
 func (a Action) String() string {
+	return a.Line(a.Src.String())
+}
+
+// Line returns the log line of knockd 0.8 for a, with the knocker named
+// by who ("IP", or "IP (host)" with -l): "IP: door: Stage N", "IP: door:
+// OPEN SESAME", "IP: door: sequence timeout (stage N)". It is the one
+// place these texts, which fail2ban filters parse, are written.
+func (a Action) Line(who string) string {
 	switch a.Kind {
 	case Stage:
-		return fmt.Sprintf("%s: %s: Stage %d", a.Src, a.Door.Name, a.Stage)
+		return fmt.Sprintf("%s: %s: Stage %d", who, a.Door.Name, a.Stage)
 	case Open:
-		return fmt.Sprintf("%s: %s: OPEN SESAME", a.Src, a.Door.Name)
+		return fmt.Sprintf("%s: %s: OPEN SESAME", who, a.Door.Name)
 	case Timeout:
-		return fmt.Sprintf("%s: %s: sequence timeout (stage %d)", a.Src, a.Door.Name, a.Stage)
+		return fmt.Sprintf("%s: %s: sequence timeout (stage %d)", who, a.Door.Name, a.Stage)
 	case Disabled:
 		return fmt.Sprintf("%v --> disabling the door", a.Err)
 	case NewSequence:

@@ -358,13 +358,11 @@ func (d *daemon) emit(acts []match.Action) {
 func (d *daemon) act() {
 	for a := range d.acts {
 		switch a.Kind {
-		case match.Stage:
-			d.log.Log("%s: %s: Stage %d", d.names.label(a.Src), a.Door.Name, a.Stage)
-		case match.Timeout:
-			d.log.Log("%s: %s: sequence timeout (stage %d)", d.names.label(a.Src), a.Door.Name, a.Stage)
+		case match.Stage, match.Timeout:
+			d.log.Log("%s", a.Line(d.names.label(a.Src)))
 		case match.Open:
 			label := d.names.label(a.Src)
-			d.log.Log("%s: %s: OPEN SESAME", label, a.Door.Name)
+			d.log.Log("%s", a.Line(label))
 			d.runner.Open(a.Door, a.Src, label, a.Time)
 		case match.Disabled:
 			d.log.Error("%s", a.String())
