@@ -1,5 +1,7 @@
 // Package capture defines what a capture backend reports and what it is
 // asked to watch.
+//
+// Its API serves this module's commands and is not yet stable.
 package capture
 
 import (

@@ -1,6 +1,8 @@
 // Package match turns knock events into door openings. One goroutine owns
 // all state; time comes from the events and from timers, never from a
 // wall clock read inside the matching code.
+//
+// Its API serves this module's commands and is not yet stable.
 package match
 
 import (
