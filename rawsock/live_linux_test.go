@@ -604,8 +604,10 @@ func TestLiveCloseEndsRun(t *testing.T) {
 	}
 }
 
-// TestLiveRunAgain checks that Run can be called again after it returned.
-func TestLiveRunAgain(t *testing.T) {
+// TestLiveRunServesOnce checks capture.Source's lifecycle: when Run
+// returns the source is closed, so a second Run and an Update fail, and
+// Close after it is a no-op.
+func TestLiveRunServesOnce(t *testing.T) {
 	if !isolated(t) {
 		return
 	}
@@ -615,16 +617,15 @@ func TestLiveRunAgain(t *testing.T) {
 	r.mark(t, e.udp, e.host4)
 	r.stop(t)
 
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- r.src.Run(ctx, r.batches) }()
-	defer func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("second Run: %v", err)
-		}
-	}()
-	r.mark(t, e.udp, e.host4)
+	if err := r.src.Run(context.Background(), r.batches); err == nil {
+		t.Error("a second Run returned nil")
+	}
+	if err := r.src.Update(liveSpec(nil)); err == nil {
+		t.Error("Update after Run returned nil")
+	}
+	if err := r.src.Close(); err != nil {
+		t.Errorf("Close after Run: %v", err)
+	}
 }
 
 // withoutCapNetRaw runs fn on a thread whose effective capabilities lack

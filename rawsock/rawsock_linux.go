@@ -105,6 +105,7 @@ func (s *Source) run(ctx context.Context, out chan<- *capture.Batch) error {
 
 	sys.mu.Lock()
 	sys.run = nil
+	s.closeLocked() // Run serves once
 	sys.mu.Unlock()
 	return err
 }
