@@ -1,5 +1,7 @@
 // Package capture defines what a capture backend reports and what it is
 // asked to watch.
+//
+// Its API serves this module's commands and is not yet stable.
 package capture
 
 import (
@@ -9,6 +11,7 @@ import (
 	"time"
 
 	"github.com/knock-go/knock/config"
+	"github.com/knock-go/knock/wire"
 )
 
 // Event is one candidate knock: a packet or connection from Src to Dst on
@@ -22,7 +25,7 @@ type Event struct {
 	// Port is the destination port.
 	Port uint16
 	// Proto is TCP or UDP.
-	Proto config.Proto
+	Proto wire.Proto
 	// Flags are the TCP header flags. Valid iff Proto == TCP; the
 	// listener backend always reports config.SYN.
 	Flags uint8
@@ -30,7 +33,7 @@ type Event struct {
 
 // Port is one (protocol, port) that some door knocks on.
 type Port struct {
-	Proto config.Proto
+	Proto wire.Proto
 	Port  uint16
 	// Targets are the only destination addresses of interest, from the
 	// doors' Target directives. Nil means any of the host's addresses.
@@ -43,7 +46,7 @@ type Port struct {
 	// Flags lists the TCPFlags of the doors using this port; a TCP
 	// packet is of interest if it matches any of them. Valid iff Proto
 	// == TCP.
-	Flags []config.Flags
+	Flags []wire.FlagFilter
 	// Doors names the doors that knock here, for error messages.
 	Doors []string
 }
@@ -62,7 +65,7 @@ type Spec struct {
 // NewSpec collects the ports of doors into a Spec.
 func NewSpec(doors []*config.Door, ifaces []string, ipv4Only bool) Spec {
 	type key struct {
-		proto config.Proto
+		proto wire.Proto
 		port  uint16
 	}
 	idx := map[key]int{}
@@ -85,7 +88,7 @@ func NewSpec(doors []*config.Door, ifaces []string, ipv4Only bool) Spec {
 			}
 			p := &ports[i]
 			p.Doors = append(p.Doors, d.Name)
-			if k.Proto == config.TCP && !slices.Contains(p.Flags, d.Flags) {
+			if k.Proto == wire.TCP && !slices.Contains(p.Flags, d.Flags) {
 				p.Flags = append(p.Flags, d.Flags)
 			}
 			if !d.Target.IsValid() {

@@ -13,6 +13,7 @@ import (
 
 	"github.com/knock-go/knock/capture"
 	"github.com/knock-go/knock/config"
+	"github.com/knock-go/knock/wire"
 )
 
 // Options configure a Source. The zero value is valid.
@@ -392,10 +393,10 @@ func (s *Source) Unsupported(d *config.Door) string { return Unsupported(d) }
 // (a later line may bring TCP knocks). The reason does not name the door;
 // the caller does.
 func Unsupported(d *config.Door) string {
-	if d.Flags.Match(config.SYN) {
+	if d.Flags.Match(wire.SYN) {
 		return ""
 	}
-	tcp := d.OneTimeFile != "" || slices.ContainsFunc(d.Sequence, func(k config.Knock) bool { return k.Proto == config.TCP })
+	tcp := d.OneTimeFile != "" || slices.ContainsFunc(d.Sequence, func(k wire.Knock) bool { return k.Proto == wire.TCP })
 	if !tcp {
 		return ""
 	}

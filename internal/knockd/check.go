@@ -16,6 +16,7 @@ import (
 	"github.com/knock-go/knock/exec"
 	"github.com/knock-go/knock/listener"
 	"github.com/knock-go/knock/match"
+	"github.com/knock-go/knock/wire"
 )
 
 // check is knockd --check: it reads the configuration, prints each door
@@ -187,7 +188,7 @@ func (c *checker) door(d *config.Door) {
 }
 
 // knocks prints a sequence in the knockd.conf form.
-func knocks(seq []config.Knock) string {
+func knocks(seq []wire.Knock) string {
 	s := make([]string, len(seq))
 	for i, k := range seq {
 		s[i] = k.String()

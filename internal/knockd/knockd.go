@@ -338,13 +338,11 @@ func (d *daemon) emit(acts []match.Action) {
 func (d *daemon) act() {
 	for a := range d.acts {
 		switch a.Kind {
-		case match.Stage:
-			d.log.Log("%s: %s: Stage %d", d.names.label(a.Src), a.Door.Name, a.Stage)
-		case match.Timeout:
-			d.log.Log("%s: %s: sequence timeout (stage %d)", d.names.label(a.Src), a.Door.Name, a.Stage)
+		case match.Stage, match.Timeout:
+			d.log.Log("%s", a.Line(d.names.label(a.Src)))
 		case match.Open:
 			label := d.names.label(a.Src)
-			d.log.Log("%s: %s: OPEN SESAME", label, a.Door.Name)
+			d.log.Log("%s", a.Line(label))
 			d.runner.Open(a.Door, a.Src, label, a.Time)
 		case match.Disabled:
 			d.log.Error("%s", a.String())
@@ -420,7 +418,7 @@ func (d *daemon) reload(ctx context.Context) {
 	d.cfg = cfg
 	d.log.Reload(d.logFile(cfg), cfg.UseSyslog)
 	if now := listening(iface); now != listening(d.interfaceOf(old)) {
-		d.log.Log("re-reading config file: now listening on %s", now)
+		d.log.Log("reload: now listening on %s", now)
 	}
 	d.flagWins("Interface", "-i", d.opts.Interface, old.Interface, cfg.Interface)
 	d.flagWins("LogFile", "-g", d.opts.LogFile, old.LogFile, cfg.LogFile)
@@ -437,7 +435,7 @@ func (d *daemon) reload(ctx context.Context) {
 // command line set it.
 func (d *daemon) flagWins(key, flag, flagValue, was, now string) {
 	if flagValue != "" && was != now {
-		d.log.Error("re-reading config file: %s ignored: %s %s on the command line wins", key, flag, flagValue)
+		d.log.Error("reload: %s ignored: %s %s on the command line wins", key, flag, flagValue)
 	}
 }
 
@@ -450,7 +448,7 @@ func (d *daemon) fixed(key, flagValue, was, now, dflt string) {
 	if now == "" {
 		now = dflt
 	}
-	d.log.Error("re-reading config file: %s cannot change while running; restart knockd to use %s", key, now)
+	d.log.Error("reload: %s cannot change while running; restart knockd to use %s", key, now)
 }
 
 // logFile is where lines go for cfg: -g wins over LogFile.
