@@ -11,7 +11,7 @@ import (
 
 	"github.com/knock-go/knock/capture"
 	"github.com/knock-go/knock/capture/capturetest"
-	"github.com/knock-go/knock/config"
+	"github.com/knock-go/knock/wire"
 )
 
 // fakeDaemon is a daemon run in the test's process on a fake source: the
@@ -37,7 +37,7 @@ func (f *fakeDaemon) knocks(port int, srcs ...netip.Addr) {
 	f.t.Helper()
 	evs := make([]capture.Event, len(srcs))
 	for i, src := range srcs {
-		evs[i] = capture.Event{Time: time.Now(), Src: src, Dst: netip.MustParseAddr("198.18.0.1"), Port: uint16(port), Proto: config.UDP}
+		evs[i] = capture.Event{Time: time.Now(), Src: src, Dst: netip.MustParseAddr("198.18.0.1"), Port: uint16(port), Proto: wire.UDP}
 	}
 	if !f.src.Feed(evs...) {
 		f.t.Fatal("the fake source is closed")
