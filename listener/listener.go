@@ -29,24 +29,6 @@ type Options struct {
 	Hold time.Duration
 }
 
-// Stats are counters since the Source was created.
-type Stats struct {
-	// Accepted counts TCP connections accepted (and reset).
-	Accepted uint64
-	// Received counts UDP datagrams received.
-	Received uint64
-	// Waited counts events that found no room on out (or on the way
-	// to it) and waited; a non-zero value means the consumer falls
-	// behind.
-	Waited uint64
-	// Dropped counts events abandoned because the source was stopping
-	// (or a socket was closed by Update) while they waited for room.
-	Dropped uint64
-	// Errors counts accept and read errors (the socket goes on after a
-	// pause).
-	Errors uint64
-}
-
 // Source is the listener capture backend. It implements capture.Source.
 // Create it with New.
 type Source struct {
@@ -68,7 +50,11 @@ type Source struct {
 	accepted, received, waited, dropped, errs atomic.Uint64
 }
 
-var _ capture.Source = (*Source)(nil)
+var (
+	_ capture.Source  = (*Source)(nil)
+	_ capture.Limiter = (*Source)(nil)
+	_ capture.Counter = (*Source)(nil)
+)
 
 var errClosed = errors.New("listener: source is closed")
 
@@ -107,9 +93,14 @@ func New(spec capture.Spec, opts Options) (*Source, error) {
 // Name returns "listener".
 func (s *Source) Name() string { return "listener" }
 
-// Stats returns the counters so far.
-func (s *Source) Stats() Stats {
-	return Stats{
+// Stats returns the counters so far: Accepted (TCP connections accepted
+// and reset), Received (UDP datagrams), Waited (events that found no room
+// on out, or on the way to it, and waited: the consumer falls behind),
+// Dropped (events abandoned because the source was stopping, or a socket
+// was closed by Update, while they waited for room) and Errors (accept
+// and read errors; the socket goes on after a pause).
+func (s *Source) Stats() capture.Stats {
+	return capture.Stats{
 		Accepted: s.accepted.Load(),
 		Received: s.received.Load(),
 		Waited:   s.waited.Load(),
@@ -390,6 +381,9 @@ func doorList(doors []string) string {
 	}
 	return fmt.Sprintf("doors %v", doors)
 }
+
+// Unsupported is the function Unsupported, for capture.Limiter.
+func (s *Source) Unsupported(d *config.Door) string { return Unsupported(d) }
 
 // Unsupported returns why door d can never open on the listener backend,
 // or "" when it can. The listener reports every accepted connection as a

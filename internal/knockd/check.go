@@ -36,10 +36,8 @@ func check(opts Options) error {
 	if path == "" {
 		path = "/etc/knockd.conf"
 	}
-	switch opts.Backend {
-	case "", "auto", "raw", "listener":
-	default:
-		return fmt.Errorf("unknown backend %q: use auto, raw or listener", opts.Backend)
+	if err := checkBackend(opts.Backend); err != nil {
+		return err
 	}
 	cfg, err := config.Load(path)
 	if err != nil {

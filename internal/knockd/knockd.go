@@ -19,9 +19,7 @@ import (
 	"github.com/knock-go/knock/config"
 	"github.com/knock-go/knock/exec"
 	"github.com/knock-go/knock/internal/klog"
-	"github.com/knock-go/knock/listener"
 	"github.com/knock-go/knock/match"
-	"github.com/knock-go/knock/rawsock"
 )
 
 // Options are the daemon's settings from the command line. Fields left
@@ -51,6 +49,11 @@ type Options struct {
 	// Ready, when not nil, is called once start-up has succeeded (every
 	// socket open), or failed, with the error.
 	Ready func(error)
+
+	// NewSource, when set, opens the capture source instead of Backend:
+	// a fake one in tests, or a backend of one's own. The daemon closes
+	// the source when it stops.
+	NewSource SourceFunc
 
 	// lookupAddr replaces the resolver of -l in tests; nil means
 	// net.DefaultResolver.
@@ -169,30 +172,6 @@ func start(opts Options) (*daemon, error) {
 	d.names = newNames(opts.Lookup, opts.lookupAddr)
 	d.flood = newFloodGate(d.log)
 	return d, nil
-}
-
-// openSource opens the capture backend asked for, or for auto the raw one
-// when this process may, else the listener.
-func (d *daemon) openSource(spec capture.Spec) (capture.Source, error) {
-	logf := func(format string, args ...any) { d.log.Log(format, args...) }
-	switch d.opts.Backend {
-	case "", "auto":
-		if err := rawsock.Available(); err != nil {
-			why := err.Error()
-			if errors.Is(err, os.ErrPermission) {
-				why = "no CAP_NET_RAW for packet sockets"
-			}
-			d.log.Log("backend: listener (raw backend unavailable: %s)", why)
-			return listener.New(spec, listener.Options{Logf: logf})
-		}
-		d.log.Log("backend: raw (this process may open packet sockets)")
-		return rawsock.New(spec, rawsock.Options{Logf: logf})
-	case "raw":
-		return rawsock.New(spec, rawsock.Options{Logf: logf})
-	case "listener":
-		return listener.New(spec, listener.Options{Logf: logf})
-	}
-	return nil, fmt.Errorf("unknown backend %q: use auto, raw or listener", d.opts.Backend)
 }
 
 // stateDir picks where pending stop commands are kept: the flag, the
@@ -319,6 +298,7 @@ func (d *daemon) serve(ctx context.Context) error {
 	stop()
 	d.names.close()
 	wg.Wait()
+	d.src.Close()
 	d.flood.close()
 
 	d.log.Verbose("waiting for child processes...")
@@ -493,16 +473,4 @@ func listening(iface string) string {
 		return "any"
 	}
 	return iface
-}
-
-// warnUnsupported reports the doors the listener backend can never open.
-func (d *daemon) warnUnsupported(doors []*config.Door) {
-	if d.src.Name() != "listener" {
-		return
-	}
-	for _, door := range doors {
-		if why := listener.Unsupported(door); why != "" {
-			d.log.Error("warning: door %s: %s", door.Name, why)
-		}
-	}
 }

@@ -3,6 +3,7 @@ package knockd
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -43,6 +44,9 @@ type testDaemon struct {
 	dir, conf      string
 	stdout, stderr syncBuffer
 	reload         chan struct{}
+	// stop ends the daemon and returns Run's error; the test's cleanup
+	// calls it too.
+	stop func() error
 }
 
 // runDaemon writes conf (a format with the door's UDP port as %[1]d and
@@ -65,15 +69,22 @@ func runDaemon(t *testing.T, conf string, opts Options) *testDaemon {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- Run(ctx, opts) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("Run: %v", err)
+	var once sync.Once
+	var runErr error
+	d.stop = func() error {
+		once.Do(func() {
+			cancel()
+			select {
+			case runErr = <-done:
+			case <-time.After(20 * time.Second):
+				runErr = errors.New("the daemon did not stop")
 			}
-		case <-time.After(20 * time.Second):
-			t.Errorf("the daemon did not stop")
+		})
+		return runErr
+	}
+	t.Cleanup(func() {
+		if err := d.stop(); err != nil {
+			t.Errorf("Run: %v", err)
 		}
 	})
 	if err := <-ready; err != nil {
