@@ -1,5 +1,7 @@
 // Package capture defines what a capture backend reports and what it is
 // asked to watch.
+//
+// Its API serves this module's commands and is not yet stable.
 package capture
 
 import (
@@ -9,6 +11,7 @@ import (
 	"time"
 
 	"github.com/knock-go/knock/config"
+	"github.com/knock-go/knock/wire"
 )
 
 // Event is one candidate knock: a packet or connection from Src to Dst on
@@ -22,7 +25,7 @@ type Event struct {
 	// Port is the destination port.
 	Port uint16
 	// Proto is TCP or UDP.
-	Proto config.Proto
+	Proto wire.Proto
 	// Flags are the TCP header flags. Valid iff Proto == TCP; the
 	// listener backend always reports config.SYN.
 	Flags uint8
@@ -30,7 +33,7 @@ type Event struct {
 
 // Port is one (protocol, port) that some door knocks on.
 type Port struct {
-	Proto config.Proto
+	Proto wire.Proto
 	Port  uint16
 	// Targets are the only destination addresses of interest, from the
 	// doors' Target directives. Nil means any of the host's addresses.
@@ -43,7 +46,7 @@ type Port struct {
 	// Flags lists the TCPFlags of the doors using this port; a TCP
 	// packet is of interest if it matches any of them. Valid iff Proto
 	// == TCP.
-	Flags []config.Flags
+	Flags []wire.FlagFilter
 	// Doors names the doors that knock here, for error messages.
 	Doors []string
 }
@@ -62,7 +65,7 @@ type Spec struct {
 // NewSpec collects the ports of doors into a Spec.
 func NewSpec(doors []*config.Door, ifaces []string, ipv4Only bool) Spec {
 	type key struct {
-		proto config.Proto
+		proto wire.Proto
 		port  uint16
 	}
 	idx := map[key]int{}
@@ -85,7 +88,7 @@ func NewSpec(doors []*config.Door, ifaces []string, ipv4Only bool) Spec {
 			}
 			p := &ports[i]
 			p.Doors = append(p.Doors, d.Name)
-			if k.Proto == config.TCP && !slices.Contains(p.Flags, d.Flags) {
+			if k.Proto == wire.TCP && !slices.Contains(p.Flags, d.Flags) {
 				p.Flags = append(p.Flags, d.Flags)
 			}
 			if !d.Target.IsValid() {
@@ -120,20 +123,75 @@ func NewSpec(doors []*config.Door, ifaces []string, ipv4Only bool) Spec {
 	return Spec{Ports: ports, Interfaces: ifaces, IPv4Only: ipv4Only}
 }
 
-// Source is a capture backend. Open every socket in the constructor, so
-// that a permission error stops start-up, then call Run.
+// Source is a capture backend. Its life has three steps, the same for
+// every backend:
+//
+//   - The constructor (New) opens every socket the Spec needs, so that a
+//     permission error or a port in use stops start-up there.
+//   - Run serves: it sends what the sockets see until ctx ends or Close is
+//     called. Run is called at most once; when it returns, the source is
+//     closed (as by Close).
+//   - Close closes every socket and makes a running Run return. It is
+//     idempotent, and safe before, during or after Run: the owner calls it
+//     in every case, also when Run never ran.
 type Source interface {
-	// Run sends batches of events to out until ctx ends, then returns
-	// nil; it returns an error only when capture cannot go on. It must
-	// not block forever on out once ctx is done. Each batch holds at
-	// least one event, and the receiver releases it.
+	// Run sends batches of events to out until ctx ends or Close is
+	// called, then closes the source and returns nil; it returns an
+	// error only when capture cannot go on, or when the source was
+	// already closed or Run already called. It must not block forever on
+	// out once ctx is done. Each batch holds at least one event, and the
+	// receiver releases it.
 	Run(ctx context.Context, out chan<- *Batch) error
 	// Update changes what the source watches (a reload, or a one-time
 	// sequence that moved on). It may be called while Run runs. On error
 	// the source keeps watching what it watched before.
 	Update(Spec) error
+	// Close closes every socket; see the lifecycle above. It returns
+	// nil.
+	Close() error
 	// Name is the backend's name for log lines: "listener" or "raw".
 	Name() string
+}
+
+// A Limiter is a Source that cannot serve every door: Unsupported says
+// why it can never open d, or returns "" when it can. A Source that does
+// not implement Limiter serves every door.
+type Limiter interface {
+	Unsupported(d *config.Door) string
+}
+
+// A Counter is a Source that counts what it sees.
+type Counter interface {
+	Stats() Stats
+}
+
+// Stats are a Source's counters since it was created. A backend counts
+// what it can see and leaves the other fields zero.
+type Stats struct {
+	// Received counts the packets read from the sockets (raw: those the
+	// BPF program kept; listener: UDP datagrams).
+	Received uint64
+	// Accepted counts TCP connections accepted, and reset (listener).
+	Accepted uint64
+	// Events counts the packets reported as events (raw).
+	Events uint64
+	// Dropped counts knocks lost on the way: the packets the kernel
+	// dropped because a socket's queue was full (raw, from
+	// PACKET_STATISTICS), or the events abandoned because the source was
+	// stopping while they waited for room (listener).
+	Dropped uint64
+	// Waited counts events that found no room on out and waited; a
+	// non-zero value means the consumer falls behind (listener).
+	Waited uint64
+	// Malformed counts the packets that did not decode, fragments other
+	// than the first among them (raw).
+	Malformed uint64
+	// Ignored counts well-formed packets that are no knock here: no door
+	// wants their port, flags or destination address (raw).
+	Ignored uint64
+	// Errors counts accept and read errors after which the socket went
+	// on (listener).
+	Errors uint64
 }
 
 // A Batch carries events from a source to the matcher in one channel

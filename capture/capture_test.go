@@ -9,6 +9,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/knock-go/knock/config"
+	"github.com/knock-go/knock/wire"
 )
 
 func TestPool(t *testing.T) {
@@ -55,15 +56,15 @@ func TestPool(t *testing.T) {
 // or nil as soon as one door on it takes any source.
 func TestNewSpecSources(t *testing.T) {
 	pfx := netip.MustParsePrefix
-	lan := &config.Door{Name: "lan", Sequence: []config.Knock{{Port: 7000, Proto: config.TCP}, {Port: 8000, Proto: config.UDP}},
+	lan := &config.Door{Name: "lan", Sequence: []wire.Knock{{Port: 7000, Proto: wire.TCP}, {Port: 8000, Proto: wire.UDP}},
 		Sources: []netip.Prefix{pfx("198.51.100.0/24")}}
-	v6 := &config.Door{Name: "v6", Sequence: []config.Knock{{Port: 7000, Proto: config.TCP}},
+	v6 := &config.Door{Name: "v6", Sequence: []wire.Knock{{Port: 7000, Proto: wire.TCP}},
 		Sources: []netip.Prefix{pfx("2001:db8::/32"), pfx("198.51.100.0/24")}}
-	open := &config.Door{Name: "open", Sequence: []config.Knock{{Port: 8000, Proto: config.UDP}}}
+	open := &config.Door{Name: "open", Sequence: []wire.Knock{{Port: 8000, Proto: wire.UDP}}}
 	spec := NewSpec([]*config.Door{lan, v6, open}, nil, false)
 	got := map[string][]netip.Prefix{}
 	for _, p := range spec.Ports {
-		got[config.Knock{Port: p.Port, Proto: p.Proto}.String()] = p.Sources
+		got[wire.Knock{Port: p.Port, Proto: p.Proto}.String()] = p.Sources
 	}
 	want := map[string][]netip.Prefix{
 		"7000:tcp": {pfx("198.51.100.0/24"), pfx("2001:db8::/32")},

@@ -7,78 +7,9 @@ import (
 	"os"
 	"strings"
 	"time"
+
+	"github.com/knock-go/knock/wire"
 )
-
-// Proto is a transport protocol number as it appears in the IP header.
-type Proto uint8
-
-// The two protocols a knock can use.
-const (
-	TCP Proto = 6
-	UDP Proto = 17
-)
-
-// String returns "tcp" or "udp", as knockd.conf spells them.
-func (p Proto) String() string {
-	switch p {
-	case TCP:
-		return "tcp"
-	case UDP:
-		return "udp"
-	}
-	return fmt.Sprintf("proto(%d)", uint8(p))
-}
-
-// Knock is one element of a sequence: a port and its protocol.
-type Knock struct {
-	Port  uint16
-	Proto Proto
-}
-
-// String returns the knockd.conf form "port:proto".
-func (k Knock) String() string { return fmt.Sprintf("%d:%s", k.Port, k.Proto) }
-
-// TCP header flag bits, as in the 13th byte of the TCP header.
-const (
-	FIN uint8 = 0x01
-	SYN uint8 = 0x02
-	RST uint8 = 0x04
-	PSH uint8 = 0x08
-	ACK uint8 = 0x10
-	URG uint8 = 0x20
-)
-
-// Flags is a door's TCPFlags directive. The zero value accepts any TCP
-// packet.
-type Flags struct {
-	Set   uint8 // bits that must be set
-	Unset uint8 // bits that must be clear
-}
-
-// Match reports whether a TCP packet carrying flags satisfies f.
-func (f Flags) Match(flags uint8) bool {
-	return flags&f.Set == f.Set && flags&f.Unset == 0
-}
-
-// String returns f in the TCPFlags syntax, for example "syn,!ack".
-func (f Flags) String() string {
-	names := []struct {
-		bit  uint8
-		name string
-	}{{FIN, "fin"}, {SYN, "syn"}, {RST, "rst"}, {PSH, "psh"}, {ACK, "ack"}, {URG, "urg"}}
-	var parts []string
-	for _, n := range names {
-		if f.Set&n.bit != 0 {
-			parts = append(parts, n.name)
-		}
-	}
-	for _, n := range names {
-		if f.Unset&n.bit != 0 {
-			parts = append(parts, "!"+n.name)
-		}
-	}
-	return strings.Join(parts, ",")
-}
 
 // Default values of knockd 0.8.
 const (
@@ -107,7 +38,7 @@ type Door struct {
 	// Sequence is the knock sequence. For a one-time door it is the
 	// current (first unused) line of OneTimeFile; empty when that line
 	// is not a sequence, which disables the door (see Config.Warnings).
-	Sequence []Knock
+	Sequence []wire.Knock
 	// OneTimeFile is the One_Time_Sequences path; empty for a fixed
 	// sequence.
 	OneTimeFile string
@@ -124,7 +55,7 @@ type Door struct {
 	// SeqTimeout is the time allowed from the first knock to the last.
 	SeqTimeout time.Duration
 	// Flags is the TCPFlags filter; the zero value accepts any flags.
-	Flags Flags
+	Flags wire.FlagFilter
 	// StartCommand and StopCommand are run for IPv4 knockers, and for
 	// IPv6 knockers when the _6 forms are empty. Empty means none.
 	StartCommand, StopCommand string

@@ -3,22 +3,24 @@ package config
 import (
 	"net/netip"
 	"testing"
+
+	"github.com/knock-go/knock/wire"
 )
 
 func TestFlagsMatch(t *testing.T) {
 	tests := []struct {
-		f     Flags
+		f     wire.FlagFilter
 		flags uint8
 		want  bool
 	}{
-		{Flags{}, 0, true},
-		{Flags{}, SYN | ACK, true},
-		{Flags{Set: SYN}, SYN, true},
-		{Flags{Set: SYN}, SYN | ACK, true},
-		{Flags{Set: SYN}, ACK, false},
-		{Flags{Set: SYN, Unset: ACK}, SYN, true},
-		{Flags{Set: SYN, Unset: ACK}, SYN | ACK, false},
-		{Flags{Set: SYN | ACK}, SYN, false},
+		{wire.FlagFilter{}, 0, true},
+		{wire.FlagFilter{}, wire.SYN | wire.ACK, true},
+		{wire.FlagFilter{Set: wire.SYN}, wire.SYN, true},
+		{wire.FlagFilter{Set: wire.SYN}, wire.SYN | wire.ACK, true},
+		{wire.FlagFilter{Set: wire.SYN}, wire.ACK, false},
+		{wire.FlagFilter{Set: wire.SYN, Unset: wire.ACK}, wire.SYN, true},
+		{wire.FlagFilter{Set: wire.SYN, Unset: wire.ACK}, wire.SYN | wire.ACK, false},
+		{wire.FlagFilter{Set: wire.SYN | wire.ACK}, wire.SYN, false},
 	}
 	for _, tt := range tests {
 		if got := tt.f.Match(tt.flags); got != tt.want {
@@ -29,12 +31,12 @@ func TestFlagsMatch(t *testing.T) {
 
 func TestStrings(t *testing.T) {
 	for _, tt := range []struct{ got, want string }{
-		{TCP.String(), "tcp"},
-		{UDP.String(), "udp"},
-		{Proto(1).String(), "proto(1)"},
-		{Knock{Port: 7000, Proto: UDP}.String(), "7000:udp"},
-		{Flags{Set: SYN | ACK, Unset: FIN}.String(), "syn,ack,!fin"},
-		{Flags{}.String(), ""},
+		{wire.TCP.String(), "tcp"},
+		{wire.UDP.String(), "udp"},
+		{wire.Proto(1).String(), "proto(1)"},
+		{wire.Knock{Port: 7000, Proto: wire.UDP}.String(), "7000:udp"},
+		{wire.FlagFilter{Set: wire.SYN | wire.ACK, Unset: wire.FIN}.String(), "syn,ack,!fin"},
+		{wire.FlagFilter{}.String(), ""},
 	} {
 		if tt.got != tt.want {
 			t.Errorf("got %q, want %q", tt.got, tt.want)

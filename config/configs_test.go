@@ -8,6 +8,8 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
+
+	"github.com/knock-go/knock/wire"
 )
 
 // cmpAddr compares netip.Addr and netip.Prefix values, whose fields are
@@ -21,20 +23,20 @@ var cmpAddr = cmp.Options{
 
 // seq builds a sequence from "port" (TCP) and "port/u" (UDP) shorthands
 // given as ints: a negative port is UDP.
-func seq(ports ...int) []Knock {
-	var s []Knock
+func seq(ports ...int) []wire.Knock {
+	var s []wire.Knock
 	for _, p := range ports {
 		if p < 0 {
-			s = append(s, Knock{Port: uint16(-p), Proto: UDP})
+			s = append(s, wire.Knock{Port: uint16(-p), Proto: wire.UDP})
 		} else {
-			s = append(s, Knock{Port: uint16(p), Proto: TCP})
+			s = append(s, wire.Knock{Port: uint16(p), Proto: wire.TCP})
 		}
 	}
 	return s
 }
 
 // door returns a door with knockd's defaults, for tests to adjust.
-func door(name string, line int, s []Knock) *Door {
+func door(name string, line int, s []wire.Knock) *Door {
 	return &Door{Name: name, Line: line, Sequence: s, SeqTimeout: DefaultSeqTimeout, CmdTimeout: DefaultCmdTimeout}
 }
 
@@ -45,7 +47,7 @@ func with(d *Door, f func(*Door)) *Door { f(d); return d }
 // them) the way the daemon would, from the repository root.
 func TestConfigs(t *testing.T) {
 	t.Chdir("..")
-	syn := Flags{Set: SYN}
+	syn := wire.FlagFilter{Set: wire.SYN}
 	tests := []struct {
 		file string
 		want *Config
@@ -75,7 +77,7 @@ func TestConfigs(t *testing.T) {
 				Doors: []*Door{
 					with(door("opencloseSSH", 8, seq(-2222, 3333, -4444)), func(d *Door) {
 						d.SeqTimeout = 15 * time.Second
-						d.Flags = Flags{Set: SYN | ACK}
+						d.Flags = wire.FlagFilter{Set: wire.SYN | wire.ACK}
 						d.StartCommand = "/usr/sbin/iptables -A INPUT -s %IP% -p tcp --syn --dport 22 -j ACCEPT"
 						d.CmdTimeout = 10 * time.Second
 						d.StopCommand = "/usr/sbin/iptables -D INPUT -s %IP% -p tcp --syn --dport 22 -j ACCEPT"

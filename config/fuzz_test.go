@@ -7,11 +7,13 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/knock-go/knock/wire"
 )
 
 // fakeOneTime stands in for the one-time sequence files in FuzzParse, so
 // that fuzzed paths never reach the file system.
-func fakeOneTime(path string) ([]Knock, OneTimeLine, error) {
+func fakeOneTime(path string) ([]wire.Knock, OneTimeLine, error) {
 	switch path {
 	case "seq.seq":
 		return seq(6110, -6120, 6130), OneTimeLine{Off: 1, Num: 1, Text: "#6110,6120:udp,6130"}, nil
@@ -22,13 +24,13 @@ func fakeOneTime(path string) ([]Knock, OneTimeLine, error) {
 }
 
 // checkSequence fails t unless s is a sequence knockd could wait for.
-func checkSequence(t *testing.T, what string, s []Knock) {
+func checkSequence(t *testing.T, what string, s []wire.Knock) {
 	t.Helper()
 	if len(s) < 1 || len(s) > MaxSequence {
 		t.Fatalf("%s has %d knocks, want 1 to %d", what, len(s), MaxSequence)
 	}
 	for _, k := range s {
-		if k.Port == 0 || k.Proto != TCP && k.Proto != UDP {
+		if k.Port == 0 || k.Proto != wire.TCP && k.Proto != wire.UDP {
 			t.Fatalf("%s holds a bad knock %v", what, k)
 		}
 	}
@@ -56,7 +58,6 @@ func FuzzParse(f *testing.F) {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
-		checkINIAgrees(t, data)
 		c, err := parse("knockd.conf", data, fakeOneTime)
 		if err != nil {
 			var e *Error

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"math"
 	"strings"
+
+	"github.com/knock-go/knock/wire"
 )
 
 // What knockd 0.8 makes of input that this parser rejects, so that an
@@ -182,7 +184,7 @@ func emptyValue08(id string) string {
 // the last mention of a flag winning, within a line and across lines.
 // ok is false when 0.8 rejects v (an unknown or space-padded flag, an
 // empty item).
-func flags08(prev Flags, v string) (f Flags, ok bool) {
+func flags08(prev wire.FlagFilter, v string) (f wire.FlagFilter, ok bool) {
 	f = prev
 	for _, item := range strings.Split(v, ",") {
 		name, exclude := strings.CutPrefix(asciiUpper(item), "!")
@@ -193,7 +195,7 @@ func flags08(prev Flags, v string) (f Flags, ok bool) {
 			}
 		}
 		if bit == 0 {
-			return Flags{}, false
+			return wire.FlagFilter{}, false
 		}
 		if exclude {
 			f.Set &^= bit
@@ -208,7 +210,7 @@ func flags08(prev Flags, v string) (f Flags, ok bool) {
 
 // flagsAs08 says, for a TCPFlags line v that asks for a flag both set and
 // clear, what knockd 0.8 would have kept.
-func flagsAs08(prev Flags, v string) string {
+func flagsAs08(prev wire.FlagFilter, v string) string {
 	f, ok := flags08(prev, v)
 	if !ok {
 		return ""

@@ -10,6 +10,8 @@ import (
 	"math"
 	"os"
 	"slices"
+
+	"github.com/knock-go/knock/wire"
 )
 
 // ErrNoSequence is returned (wrapped; test with errors.Is) by ReadOneTime
@@ -54,7 +56,7 @@ type OneTimeLine struct {
 // it is opened without blocking and checked, so that a FIFO or a device
 // put in its place is an error at once instead of a read that never ends.
 // Every error is an *Error.
-func ReadOneTime(path string, from int64) ([]Knock, OneTimeLine, error) {
+func ReadOneTime(path string, from int64) ([]wire.Knock, OneTimeLine, error) {
 	f, fi, err := openOneTime(path, os.O_RDONLY, "cannot read one-time sequences")
 	if err != nil {
 		return nil, OneTimeLine{}, err
@@ -64,7 +66,7 @@ func ReadOneTime(path string, from int64) ([]Knock, OneTimeLine, error) {
 }
 
 // NextOneTime is ReadOneTime, returning the line's offset and number.
-func NextOneTime(path string, from int64) (seq []Knock, off int64, line int, err error) {
+func NextOneTime(path string, from int64) (seq []wire.Knock, off int64, line int, err error) {
 	seq, at, err := ReadOneTime(path, from)
 	return seq, at.Off, at.Num, err
 }
@@ -111,8 +113,8 @@ func fileKind(m fs.FileMode) string {
 }
 
 // scanOneTime is ReadOneTime on the open file f, whose Stat is fi.
-func scanOneTime(path string, f *os.File, fi os.FileInfo, from int64) ([]Knock, OneTimeLine, error) {
-	fail := func(line int, msg string, err error) ([]Knock, OneTimeLine, error) {
+func scanOneTime(path string, f *os.File, fi os.FileInfo, from int64) ([]wire.Knock, OneTimeLine, error) {
+	fail := func(line int, msg string, err error) ([]wire.Knock, OneTimeLine, error) {
 		return nil, OneTimeLine{}, &Error{File: path, Line: line, Msg: msg, Err: err}
 	}
 	r := bufio.NewReaderSize(io.NewSectionReader(f, 0, math.MaxInt64), maxOneTimeLine)
@@ -194,7 +196,7 @@ func pathErrText(err error) string {
 //
 // Errors are those of ReadOneTime, or of writing the mark; a file that is
 // not a regular file (a FIFO put in its place) is an error at once.
-func UseOneTime(d *Door) ([]Knock, OneTimeLine, error) {
+func UseOneTime(d *Door) ([]wire.Knock, OneTimeLine, error) {
 	path := d.OneTimeFile
 	f, fi, err := openOneTime(path, os.O_RDWR, "cannot mark the used one-time sequence")
 	if err != nil {

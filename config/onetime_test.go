@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/knock-go/knock/wire"
 )
 
 // writeTemp writes data to a new file and returns its path.
@@ -27,7 +29,7 @@ func writeTemp(t testing.TB, data string) string {
 
 func TestNextOneTime(t *testing.T) {
 	type result struct {
-		Seq  []Knock
+		Seq  []wire.Knock
 		Off  int64
 		Line int
 	}
@@ -283,7 +285,7 @@ func TestUseOneTimeReplacedFile(t *testing.T) {
 func TestUseOneTimeChangedBytes(t *testing.T) {
 	for _, tt := range []struct {
 		name, after, want string
-		next              []Knock
+		next              []wire.Knock
 	}{
 		{"line moved", "# note\n 6110,6120\n 6210,6220\n", "# note\n#6110,6120\n 6210,6220\n", seq(6210, 6220)},
 		{"other line there", " 7110,7120\n 7210,7220\n", " 7110,7120\n 7210,7220\n", seq(7110, 7120)},

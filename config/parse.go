@@ -12,7 +12,7 @@ import (
 	"strings"
 	"time"
 
-	"gopkg.in/ini.v1"
+	"github.com/knock-go/knock/wire"
 )
 
 // Load reads the knockd.conf at path and parses it with Parse. A file
@@ -36,7 +36,7 @@ func Load(path string) (*Config, error) {
 // applies, the section and the key. Problems that do not stop knockd from
 // working, such as a door with no command, go to Config.Warnings.
 func Parse(path string, data []byte) (*Config, error) {
-	return parse(path, data, func(p string) ([]Knock, OneTimeLine, error) {
+	return parse(path, data, func(p string) ([]wire.Knock, OneTimeLine, error) {
 		return ReadOneTime(p, 0)
 	})
 }
@@ -44,11 +44,10 @@ func Parse(path string, data []byte) (*Config, error) {
 // oneTimeReader returns the first usable sequence of a one-time sequence
 // file and where it was read. Tests and fuzzing replace ReadOneTime with
 // a fake so that arbitrary input never reads arbitrary files.
-type oneTimeReader func(path string) ([]Knock, OneTimeLine, error)
+type oneTimeReader func(path string) ([]wire.Knock, OneTimeLine, error)
 
 func parse(path string, data []byte, readOneTime oneTimeReader) (*Config, error) {
 	secs, scanErr := scan(path, data)
-	attachINI(data, secs)
 	b := &builder{path: path, cfg: &Config{Path: path}, readOneTime: readOneTime}
 	for _, s := range secs {
 		if err := b.section(s); err != nil {
@@ -61,12 +60,19 @@ func parse(path string, data []byte, readOneTime oneTimeReader) (*Config, error)
 	return b.cfg, nil
 }
 
-// The file is read twice. scan follows knockd's own line-by-line reading
-// and knows what ini.v1 does not tell: line numbers, directives that come
-// before any section, and doors defined twice. ini.v1 then reads the
-// values (attachINI). Where it reads a line differently from knockd (it
-// takes a leading backquote or """ for quotes), the line's own text is
-// used; FuzzParse checks that there is no other difference.
+// knockd.conf is read by scan, one line at a time, as knockd 0.8 reads
+// it: a line is blank, a comment ("#" or ";" first), a [section] header,
+// a bare word (UseSyslog), or key = value, where the value is the whole
+// rest of the line after the first "=", trimmed, with "#", ";", "=" and
+// quotes kept. No INI library reads the file this way: gopkg.in/ini.v1
+// (v1.67.3) takes a value that starts with a backquote or """ for a
+// quoted string whatever its options (so "`which iptables` -A ..." would
+// lose its command), lets an unclosed quote swallow the lines after it,
+// unquotes quoted key names, renames a key "-", fails on a repeated bare
+// word and keeps no line numbers. scan also reports what knockd cannot
+// tell: the line of every problem, directives before any section and
+// doors defined twice. The builder below then applies knockd's rules for
+// repeated keys (a later Sequence wins, TCPFlags and Source lines add up).
 
 // section is one [name] block of the file, as scanned.
 type section struct {
@@ -83,16 +89,13 @@ type entry struct {
 	key  string // as written, trimmed
 	raw  string // everything after the first "=", trimmed
 	bare bool   // a word alone on its line, with no "="
-
-	ini    string // the value as ini.v1 read it
-	hasINI bool   // ini.v1 read the line as this entry
 }
 
 // scan splits data into sections and directives. It stops at the first
 // line that fits neither, returning what it read so far and an error
 // about that line.
 func scan(path string, data []byte) ([]*section, *Error) {
-	data = bytes.TrimPrefix(data, []byte("\xef\xbb\xbf")) // a UTF-8 BOM, as ini.v1 skips it
+	data = bytes.TrimPrefix(data, []byte("\xef\xbb\xbf")) // a UTF-8 BOM, as editors write it
 	var (
 		secs  []*section
 		cur   *section
@@ -155,92 +158,6 @@ func scan(path string, data []byte) ([]*section, *Error) {
 		}
 	}
 	return secs, nil
-}
-
-// iniOptions make ini.v1 read a value the way knockd does: the whole rest
-// of the line after the first "=", "#", ";" and quotes included, with no
-// continuation lines, bare words allowed and repeated keys all kept.
-// Section names keep their case (door names are case-sensitive), repeated
-// sections stay apart, and the child delimiter is a newline, which no
-// section name can hold, so no section inherits another's keys.
-var iniOptions = ini.LoadOptions{
-	InsensitiveKeys:            true,
-	IgnoreInlineComment:        true,
-	IgnoreContinuation:         true,
-	AllowBooleanKeys:           true,
-	AllowShadows:               true,
-	AllowDuplicateShadowValues: true,
-	AllowNonUniqueSections:     true,
-	PreserveSurroundedQuote:    true,
-	KeyValueDelimiters:         "=",
-	ChildSectionDelimiter:      "\n",
-}
-
-// attachINI reads data with ini.v1 and gives each scanned entry the value
-// ini.v1 read for it. Entries are matched by section order, key and
-// occurrence. Where ini.v1 cannot read the file, or reads it into a
-// different shape (it drops empty values and fails on a repeated bare
-// word, both of which knockd accepts), entries keep only their raw value.
-func attachINI(data []byte, secs []*section) {
-	f, err := loadINI(data)
-	if err != nil {
-		return
-	}
-	all := f.Sections()
-	// The first section is ini.v1's implicit DEFAULT; scan rejects
-	// directives outside a section, so it is empty.
-	if len(all) != len(secs)+1 {
-		return
-	}
-	for i, is := range all[1:] {
-		vals := map[string][]string{}
-		for _, k := range is.Keys() {
-			vals[k.Name()] = k.ValueWithShadows()
-		}
-		count := map[string]int{}
-		for _, e := range secs[i].entries {
-			count[strings.ToLower(e.key)]++
-		}
-		seen := map[string]int{}
-		for j := range secs[i].entries {
-			e := &secs[i].entries[j]
-			k := strings.ToLower(e.key)
-			nth := seen[k]
-			seen[k]++
-			if v := vals[k]; len(v) == count[k] && !e.bare {
-				e.ini, e.hasINI = v[nth], true
-			}
-		}
-	}
-}
-
-// loadINI runs ini.v1 on data. It is not our code: should it ever panic
-// on strange input, the raw values are used instead of taking the daemon
-// down.
-func loadINI(data []byte) (f *ini.File, err error) {
-	defer func() {
-		if r := recover(); r != nil {
-			f, err = nil, fmt.Errorf("ini: panic: %v", r)
-		}
-	}()
-	return ini.LoadSources(iniOptions, data)
-}
-
-// iniQuoted reports whether ini.v1 takes the value for a quoted string
-// (a leading backquote or """) and keeps only what is inside the quotes.
-// knockd keeps the whole text, so a command such as
-// "`which iptables` -A INPUT ..." must be used as written.
-func iniQuoted(raw string) bool {
-	return strings.HasPrefix(raw, "`") || strings.HasPrefix(raw, `"""`)
-}
-
-// value returns the value of e: ini.v1's reading, except where ini.v1 did
-// not read the line or reads quotes that knockd does not.
-func (e entry) value() string {
-	if !e.hasINI || iniQuoted(e.raw) {
-		return e.raw
-	}
-	return e.ini
 }
 
 // keyKind says which sections a key belongs to.
@@ -378,7 +295,7 @@ func (b *builder) entry(s *section, ds *doorState, e entry) *Error {
 		}
 		return fail(def.name, "%s", err)
 	}
-	v := e.value()
+	v := e.raw
 
 	var err error
 	switch def.id {
@@ -420,12 +337,12 @@ func (b *builder) entry(s *section, ds *doorState, e entry) *Error {
 		err = with08(err, seconds08(v, false))
 		ds.d.CmdTimeout = time.Duration(sec) * time.Second
 	case "tcpflags":
-		var f Flags
+		var f wire.FlagFilter
 		if f, err = ParseFlags(v); err == nil {
 			// Several TCPFlags lines add up, as in knockd.
 			f.Set |= ds.d.Flags.Set
 			f.Unset |= ds.d.Flags.Unset
-			if err = f.check(); err == nil {
+			if err = checkFlags(f); err == nil {
 				ds.d.Flags = f
 			} else {
 				err = fmt.Errorf("with the TCPFlags lines above, %w", err)

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/knock-go/knock/wire"
 )
 
 // tempFiles writes files (name -> contents) into a new temporary
@@ -78,6 +80,12 @@ func TestParseErrors(t *testing.T) {
 			3, "d", "Command", "no value: write Command = /sbin/iptables -A INPUT"},
 		{"empty logfile", "[options]\nlogfile = \n",
 			2, "options", "LogFile", "no value: write LogFile = /var/log/knockd.log"},
+
+		// A quoted key name is not unquoted, and "-" is not a key.
+		{"quoted key name", "[d]\n\"sequence\" = 1\n",
+			2, "d", "", `unknown key "\"sequence\"" (did you mean Sequence?)`},
+		{"dash as a key", "[d]\n- = 1\n",
+			2, "d", "", `unknown key "-"; the keys of a door section are`},
 
 		// Structure.
 		{"directive before any section", "# knockd.conf\n\nUseSyslog\n[options]\n",
@@ -301,7 +309,7 @@ func TestParse(t *testing.T) {
 			name: "TCPFlags lines add up",
 			conf: "[d]\nsequence = 1\ntcpflags = syn\ntcpflags = !ack,!rst\nTCPFlags = URG\n",
 			want: &Config{Doors: []*Door{with(door("d", 1, seq(1)), func(d *Door) {
-				d.Flags = Flags{Set: SYN | URG, Unset: ACK | RST}
+				d.Flags = wire.FlagFilter{Set: wire.SYN | wire.URG, Unset: wire.ACK | wire.RST}
 			})}},
 		},
 		{
@@ -426,7 +434,7 @@ func TestParse(t *testing.T) {
 				d.OneTimeFile = r.Replace("$DIR/good.seq")
 				d.OneTimeOffset = int64(len("# comment\n\n"))
 				d.OneTimeText = " 6110,6120:udp,6130"
-				d.Flags = Flags{Set: SYN}
+				d.Flags = wire.FlagFilter{Set: wire.SYN}
 			})}},
 		},
 		{
@@ -485,34 +493,6 @@ func TestWarnings(t *testing.T) {
 				t.Errorf("warnings mismatch (-want +got):\n%s", diff)
 			}
 		})
-	}
-}
-
-// TestINIAgrees checks, on the tests' own configurations, that ini.v1
-// reads every value as knockd would: what Parse relies on.
-func TestINIAgrees(t *testing.T) {
-	confs := []string{
-		"[d]\nsequence = 1\ncommand = \"a\" b 'c' # d ; e = f\n",
-		"[options]\nUseSyslog\n[d]\n  sequence = 1\n\tstop_command = x \\\n",
-		"[d]\nsequence = 1\ncommand = `x` y\n",
-	}
-	for _, conf := range confs {
-		checkINIAgrees(t, []byte(conf))
-	}
-}
-
-// checkINIAgrees fails t when ini.v1 read a line of data other than as
-// its raw text, quotes that knockd keeps aside.
-func checkINIAgrees(t *testing.T, data []byte) {
-	t.Helper()
-	secs, _ := scan("f", data)
-	attachINI(data, secs)
-	for _, s := range secs {
-		for _, e := range s.entries {
-			if e.hasINI && !iniQuoted(e.raw) && e.ini != e.raw {
-				t.Errorf("line %d: ini.v1 read %q, the line holds %q", e.line, e.ini, e.raw)
-			}
-		}
 	}
 }
 

@@ -5,12 +5,14 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/knock-go/knock/wire"
 )
 
 func TestParseSequence(t *testing.T) {
 	tests := []struct {
 		in   string
-		want []Knock
+		want []wire.Knock
 	}{
 		{"7000", seq(7000)},
 		{"7000,8000,9000", seq(7000, 8000, 9000)},
@@ -19,7 +21,7 @@ func TestParseSequence(t *testing.T) {
 		{" 7000 , 8000 :udp,\t9000: udp ", seq(7000, -8000, -9000)},
 		{"07000", seq(7000)},
 		{"7000,7000", seq(7000, 7000)},
-		{strings.Repeat("1,", 31) + "2", repeatKnock(Knock{Port: 1, Proto: TCP}, 31, Knock{Port: 2, Proto: TCP})},
+		{strings.Repeat("1,", 31) + "2", repeatKnock(wire.Knock{Port: 1, Proto: wire.TCP}, 31, wire.Knock{Port: 2, Proto: wire.TCP})},
 	}
 	for _, tt := range tests {
 		got, err := ParseSequence(tt.in)
@@ -33,8 +35,8 @@ func TestParseSequence(t *testing.T) {
 	}
 }
 
-func repeatKnock(k Knock, n int, last Knock) []Knock {
-	var s []Knock
+func repeatKnock(k wire.Knock, n int, last wire.Knock) []wire.Knock {
+	var s []wire.Knock
 	for range n {
 		s = append(s, k)
 	}
@@ -82,15 +84,15 @@ func TestParseSequenceErrors(t *testing.T) {
 func TestParseFlags(t *testing.T) {
 	tests := []struct {
 		in   string
-		want Flags
+		want wire.FlagFilter
 	}{
-		{"syn", Flags{Set: SYN}},
-		{"SYN", Flags{Set: SYN}},
-		{"syn,ack,urg", Flags{Set: SYN | ACK | URG}},
-		{"syn,!ack", Flags{Set: SYN, Unset: ACK}},
-		{"fin,syn,rst,psh,ack,urg", Flags{Set: FIN | SYN | RST | PSH | ACK | URG}},
-		{"!Fin,!RST", Flags{Unset: FIN | RST}},
-		{"syn,syn", Flags{Set: SYN}},
+		{"syn", wire.FlagFilter{Set: wire.SYN}},
+		{"SYN", wire.FlagFilter{Set: wire.SYN}},
+		{"syn,ack,urg", wire.FlagFilter{Set: wire.SYN | wire.ACK | wire.URG}},
+		{"syn,!ack", wire.FlagFilter{Set: wire.SYN, Unset: wire.ACK}},
+		{"fin,syn,rst,psh,ack,urg", wire.FlagFilter{Set: wire.FIN | wire.SYN | wire.RST | wire.PSH | wire.ACK | wire.URG}},
+		{"!Fin,!RST", wire.FlagFilter{Unset: wire.FIN | wire.RST}},
+		{"syn,syn", wire.FlagFilter{Set: wire.SYN}},
 	}
 	for _, tt := range tests {
 		got, err := ParseFlags(tt.in)

@@ -1,6 +1,8 @@
 // Package exec runs doors' start and stop commands without ever blocking
 // the matcher, and keeps pending stop commands on disk so that no opening
 // outlives its Cmd_Timeout, across shutdowns and crashes.
+//
+// Its API serves this module's commands and is not yet stable.
 package exec
 
 import (

@@ -12,7 +12,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/knock-go/knock/capture"
-	"github.com/knock-go/knock/config"
+	"github.com/knock-go/knock/wire"
 )
 
 // dialHeld completes a TCP handshake from src to dst:p and keeps the
@@ -43,7 +43,7 @@ func TestOrderWithBacklog(t *testing.T) {
 	s, p := newSource(t, 3, Options{Hold: -1}, func(p []uint16) capture.Spec {
 		var spec capture.Spec
 		for _, n := range p {
-			spec.Ports = append(spec.Ports, targeted(config.TCP, n, lo4))
+			spec.Ports = append(spec.Ports, targeted(wire.TCP, n, lo4))
 		}
 		return spec
 	})

@@ -23,4 +23,6 @@
 // timestamps, TCP by accepting from one epoll loop), at the cost of a
 // short hold (Options.Hold). This is exact on Linux only; elsewhere
 // quick knocks on different ports may be reported out of order.
+//
+// Its API serves this module's commands and is not yet stable.
 package listener

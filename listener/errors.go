@@ -8,7 +8,7 @@ import (
 	"strings"
 	"syscall"
 
-	"github.com/knock-go/knock/config"
+	"github.com/knock-go/knock/wire"
 )
 
 // OpenError is a failure to open the socket for one knock port on one
@@ -18,7 +18,7 @@ import (
 type OpenError struct {
 	// Doors are the doors that knock on the port; empty when unknown.
 	Doors []string
-	Proto config.Proto
+	Proto wire.Proto
 	Port  uint16
 	// Addr is the address the socket was to be bound to.
 	Addr netip.Addr
@@ -49,7 +49,7 @@ func (e *OpenError) Unwrap() error { return e.Err }
 
 // describe returns "door openSSH: tcp port 7000" or "doors a, b: udp
 // port 53".
-func describe(doors []string, proto config.Proto, port uint16) string {
+func describe(doors []string, proto wire.Proto, port uint16) string {
 	var b strings.Builder
 	switch len(doors) {
 	case 0:

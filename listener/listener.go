@@ -13,6 +13,7 @@ import (
 
 	"github.com/knock-go/knock/capture"
 	"github.com/knock-go/knock/config"
+	"github.com/knock-go/knock/wire"
 )
 
 // Options configure a Source. The zero value is valid.
@@ -26,24 +27,6 @@ type Options struct {
 	// (see Run). Zero means DefaultHold; a negative value sends each
 	// knock as soon as it is read, in whatever order that is.
 	Hold time.Duration
-}
-
-// Stats are counters since the Source was created.
-type Stats struct {
-	// Accepted counts TCP connections accepted (and reset).
-	Accepted uint64
-	// Received counts UDP datagrams received.
-	Received uint64
-	// Waited counts events that found no room on out (or on the way
-	// to it) and waited; a non-zero value means the consumer falls
-	// behind.
-	Waited uint64
-	// Dropped counts events abandoned because the source was stopping
-	// (or a socket was closed by Update) while they waited for room.
-	Dropped uint64
-	// Errors counts accept and read errors (the socket goes on after a
-	// pause).
-	Errors uint64
 }
 
 // Source is the listener capture backend. It implements capture.Source.
@@ -67,7 +50,11 @@ type Source struct {
 	accepted, received, waited, dropped, errs atomic.Uint64
 }
 
-var _ capture.Source = (*Source)(nil)
+var (
+	_ capture.Source  = (*Source)(nil)
+	_ capture.Limiter = (*Source)(nil)
+	_ capture.Counter = (*Source)(nil)
+)
 
 var errClosed = errors.New("listener: source is closed")
 
@@ -106,9 +93,14 @@ func New(spec capture.Spec, opts Options) (*Source, error) {
 // Name returns "listener".
 func (s *Source) Name() string { return "listener" }
 
-// Stats returns the counters so far.
-func (s *Source) Stats() Stats {
-	return Stats{
+// Stats returns the counters so far: Accepted (TCP connections accepted
+// and reset), Received (UDP datagrams), Waited (events that found no room
+// on out, or on the way to it, and waited: the consumer falls behind),
+// Dropped (events abandoned because the source was stopping, or a socket
+// was closed by Update, while they waited for room) and Errors (accept
+// and read errors; the socket goes on after a pause).
+func (s *Source) Stats() capture.Stats {
+	return capture.Stats{
 		Accepted: s.accepted.Load(),
 		Received: s.received.Load(),
 		Waited:   s.waited.Load(),
@@ -390,6 +382,9 @@ func doorList(doors []string) string {
 	return fmt.Sprintf("doors %v", doors)
 }
 
+// Unsupported is the function Unsupported, for capture.Limiter.
+func (s *Source) Unsupported(d *config.Door) string { return Unsupported(d) }
+
 // Unsupported returns why door d can never open on the listener backend,
 // or "" when it can. The listener reports every accepted connection as a
 // plain SYN (flags SYN only), so a door whose TCPFlags rejects a plain SYN
@@ -398,10 +393,10 @@ func doorList(doors []string) string {
 // (a later line may bring TCP knocks). The reason does not name the door;
 // the caller does.
 func Unsupported(d *config.Door) string {
-	if d.Flags.Match(config.SYN) {
+	if d.Flags.Match(wire.SYN) {
 		return ""
 	}
-	tcp := d.OneTimeFile != "" || slices.ContainsFunc(d.Sequence, func(k config.Knock) bool { return k.Proto == config.TCP })
+	tcp := d.OneTimeFile != "" || slices.ContainsFunc(d.Sequence, func(k wire.Knock) bool { return k.Proto == wire.TCP })
 	if !tcp {
 		return ""
 	}

@@ -21,6 +21,7 @@ import (
 	"github.com/knock-go/knock/capture"
 	"github.com/knock-go/knock/capture/capturetest"
 	"github.com/knock-go/knock/config"
+	"github.com/knock-go/knock/wire"
 )
 
 // timeout bounds every wait; reaching it means a failure, never a pass.
@@ -140,11 +141,11 @@ func run(t *testing.T, s *Source) <-chan capture.Event {
 	return out
 }
 
-func port(proto config.Proto, p uint16, doors ...string) capture.Port {
+func port(proto wire.Proto, p uint16, doors ...string) capture.Port {
 	return capture.Port{Proto: proto, Port: p, Doors: doors}
 }
 
-func targeted(proto config.Proto, p uint16, targets ...netip.Addr) capture.Port {
+func targeted(proto wire.Proto, p uint16, targets ...netip.Addr) capture.Port {
 	return capture.Port{Proto: proto, Port: p, Targets: targets, Doors: []string{"d"}}
 }
 
@@ -173,11 +174,11 @@ func expect(t *testing.T, out <-chan capture.Event, want ...capture.Event) {
 }
 
 func tcpEv(src, dst netip.Addr, p uint16) capture.Event {
-	return capture.Event{Src: src, Dst: dst, Port: p, Proto: config.TCP, Flags: config.SYN}
+	return capture.Event{Src: src, Dst: dst, Port: p, Proto: wire.TCP, Flags: wire.SYN}
 }
 
 func udpEv(src, dst netip.Addr, p uint16) capture.Event {
-	return capture.Event{Src: src, Dst: dst, Port: p, Proto: config.UDP}
+	return capture.Event{Src: src, Dst: dst, Port: p, Proto: wire.UDP}
 }
 
 // knockTCP connects from src (any address if invalid) to dst:p. It
@@ -235,7 +236,7 @@ func TestTCPKnock(t *testing.T) {
 		lines = append(lines, fmt.Sprintf(f, args...))
 	}
 	s, p := newSource(t, 1, Options{Logf: logf}, func(p []uint16) capture.Spec {
-		return capture.Spec{Ports: []capture.Port{port(config.TCP, p[0], "openSSH")}}
+		return capture.Spec{Ports: []capture.Port{port(wire.TCP, p[0], "openSSH")}}
 	})
 	out := run(t, s)
 
@@ -278,7 +279,7 @@ func TestUDPKnock(t *testing.T) {
 	t.Parallel()
 	needLinux(t)
 	s, p := newSource(t, 1, Options{Hold: orderedHold}, func(p []uint16) capture.Spec {
-		return capture.Spec{Ports: []capture.Port{port(config.UDP, p[0], "d")}}
+		return capture.Spec{Ports: []capture.Port{port(wire.UDP, p[0], "d")}}
 	})
 	out := run(t, s)
 
@@ -312,8 +313,8 @@ func TestTargets(t *testing.T) {
 	needLinux(t)
 	s, p := newSource(t, 2, Options{}, func(p []uint16) capture.Spec {
 		return capture.Spec{Ports: []capture.Port{
-			targeted(config.TCP, p[0], lo4),
-			targeted(config.UDP, p[1], lo4),
+			targeted(wire.TCP, p[0], lo4),
+			targeted(wire.UDP, p[1], lo4),
 		}}
 	})
 	out := run(t, s)
@@ -344,8 +345,8 @@ func TestIPv4Only(t *testing.T) {
 	}
 	s, p := newSource(t, 1, Options{Hold: orderedHold}, func(p []uint16) capture.Spec {
 		return capture.Spec{Ports: []capture.Port{
-			port(config.TCP, p[0], "d"),
-			{Proto: config.UDP, Port: p[0], Targets: []netip.Addr{lo4, lo6}},
+			port(wire.TCP, p[0], "d"),
+			{Proto: wire.UDP, Port: p[0], Targets: []netip.Addr{lo4, lo6}},
 		}, IPv4Only: true}
 	})
 	out := run(t, s)
@@ -400,7 +401,7 @@ func TestInterface(t *testing.T) {
 	needLinux(t)
 	lo := loopback(t)
 	s, p := newSource(t, 1, Options{}, func(p []uint16) capture.Spec {
-		return capture.Spec{Ports: []capture.Port{port(config.TCP, p[0], "d")}, Interfaces: []string{lo.Name}}
+		return capture.Spec{Ports: []capture.Port{port(wire.TCP, p[0], "d")}, Interfaces: []string{lo.Name}}
 	})
 	out := run(t, s)
 	// Bound to lo's addresses (127.0.0.1, ::1), not to 127/8 nor to the
@@ -429,7 +430,7 @@ func TestUnknownInterface(t *testing.T) {
 	t.Parallel()
 	lo := loopback(t)
 	_, err := New(capture.Spec{
-		Ports:      []capture.Port{port(config.TCP, freePort(t), "d")},
+		Ports:      []capture.Port{port(wire.TCP, freePort(t), "d")},
 		Interfaces: []string{lo.Name, "nosuch0"},
 	}, Options{})
 	if err == nil {
@@ -444,7 +445,7 @@ func TestUnknownInterface(t *testing.T) {
 
 func TestPortInUse(t *testing.T) {
 	t.Parallel()
-	for _, proto := range []config.Proto{config.TCP, config.UDP} {
+	for _, proto := range []wire.Proto{wire.TCP, wire.UDP} {
 		t.Run(proto.String(), func(t *testing.T) {
 			t.Parallel()
 			var p uint16
@@ -452,7 +453,7 @@ func TestPortInUse(t *testing.T) {
 			for holder == nil {
 				p = freePort(t)
 				var err error
-				if proto == config.TCP {
+				if proto == wire.TCP {
 					holder, err = net.Listen("tcp4", fmt.Sprintf("0.0.0.0:%d", p))
 				} else {
 					holder, err = net.ListenPacket("udp4", fmt.Sprintf("0.0.0.0:%d", p))
@@ -490,8 +491,8 @@ func TestNewFailureClosesAll(t *testing.T) {
 		defer holder.Close()
 		// TCP sorts first: its sockets are open when UDP fails.
 		_, err = New(capture.Spec{Ports: []capture.Port{
-			port(config.TCP, free, "a"),
-			port(config.UDP, busy, "b"),
+			port(wire.TCP, free, "a"),
+			port(wire.UDP, busy, "b"),
 		}}, Options{})
 		if !errors.Is(err, syscall.EADDRINUSE) {
 			t.Fatalf("New: %v, want EADDRINUSE", err)
@@ -499,14 +500,14 @@ func TestNewFailureClosesAll(t *testing.T) {
 		if !strings.Contains(err.Error(), "door b: udp port") {
 			t.Errorf("error %q does not name door b", err)
 		}
-		checkFree(t, config.TCP, free)
+		checkFree(t, wire.TCP, free)
 		return
 	}
 	t.Fatal("ports kept being taken")
 }
 
 // checkFree checks that nothing of ours holds port p any more.
-func checkFree(t *testing.T, proto config.Proto, p uint16) {
+func checkFree(t *testing.T, proto wire.Proto, p uint16) {
 	t.Helper()
 	nets := []string{"4"}
 	if hasIPv6() {
@@ -520,7 +521,7 @@ func checkFree(t *testing.T, proto config.Proto, p uint16) {
 		}
 		var c interface{ Close() error }
 		var err error
-		if proto == config.TCP {
+		if proto == wire.TCP {
 			c, err = net.Listen(network, addr)
 		} else {
 			c, err = net.ListenPacket(network, addr)
@@ -536,7 +537,7 @@ func checkFree(t *testing.T, proto config.Proto, p uint16) {
 func TestAddressNotHere(t *testing.T) {
 	t.Parallel()
 	_, err := New(capture.Spec{Ports: []capture.Port{{
-		Proto: config.TCP, Port: freePort(t), Targets: []netip.Addr{notMe}, Doors: []string{"router"},
+		Proto: wire.TCP, Port: freePort(t), Targets: []netip.Addr{notMe}, Doors: []string{"router"},
 	}}}, Options{})
 	if !errors.Is(err, syscall.EADDRNOTAVAIL) {
 		t.Fatalf("New: %v, want EADDRNOTAVAIL", err)
@@ -562,27 +563,27 @@ func TestOpenErrorMessages(t *testing.T) {
 		is   error
 	}{{
 		name: "in use",
-		err:  &OpenError{Doors: []string{"a", "b"}, Proto: config.UDP, Port: 7000, Addr: netip.IPv6Unspecified(), Err: opErr(syscall.EADDRINUSE)},
+		err:  &OpenError{Doors: []string{"a", "b"}, Proto: wire.UDP, Port: 7000, Addr: netip.IPv6Unspecified(), Err: opErr(syscall.EADDRINUSE)},
 		want: "listener: doors a, b: udp port 7000 on [::] is already in use by another program; free it, or choose another port, or use --backend raw",
 		is:   syscall.EADDRINUSE,
 	}, {
 		name: "low port",
-		err:  &OpenError{Doors: []string{"openSSH"}, Proto: config.TCP, Port: 22, Addr: netip.IPv4Unspecified(), Err: opErr(syscall.EACCES)},
+		err:  &OpenError{Doors: []string{"openSSH"}, Proto: wire.TCP, Port: 22, Addr: netip.IPv4Unspecified(), Err: opErr(syscall.EACCES)},
 		want: "listener: door openSSH: tcp port 22 on 0.0.0.0: permission denied: ports below 1024 need CAP_NET_BIND_SERVICE; run `setcap cap_net_bind_service+ep " + exe + "`, or run as root, or choose a port above 1023, or use --backend raw",
 		is:   os.ErrPermission,
 	}, {
 		name: "high port",
-		err:  &OpenError{Doors: []string{"d"}, Proto: config.TCP, Port: 7000, Addr: lo4, Err: opErr(syscall.EACCES)},
+		err:  &OpenError{Doors: []string{"d"}, Proto: wire.TCP, Port: 7000, Addr: lo4, Err: opErr(syscall.EACCES)},
 		want: "listener: door d: tcp port 7000 on 127.0.0.1: permission denied (listen tcp4: bind: permission denied); check net.ipv4.ip_unprivileged_port_start and the security policy, or use --backend raw",
 		is:   os.ErrPermission,
 	}, {
 		name: "not here",
-		err:  &OpenError{Doors: []string{"d"}, Proto: config.TCP, Port: 7000, Addr: notMe, Err: opErr(syscall.EADDRNOTAVAIL)},
+		err:  &OpenError{Doors: []string{"d"}, Proto: wire.TCP, Port: 7000, Addr: notMe, Err: opErr(syscall.EADDRNOTAVAIL)},
 		want: "listener: door d: tcp port 7000 on 198.51.100.7: 198.51.100.7 is not an address of this host; fix the door's Target (or the interface's address), or use --backend raw, which also sees knocks to addresses the host does not own",
 		is:   syscall.EADDRNOTAVAIL,
 	}, {
 		name: "other",
-		err:  &OpenError{Proto: config.TCP, Port: 7000, Addr: lo4, Err: opErr(syscall.EMFILE)},
+		err:  &OpenError{Proto: wire.TCP, Port: 7000, Addr: lo4, Err: opErr(syscall.EMFILE)},
 		want: "listener: tcp port 7000 on 127.0.0.1: listen tcp4: bind: too many open files",
 		is:   syscall.EMFILE,
 	}} {
@@ -629,11 +630,11 @@ func TestUpdate(t *testing.T) {
 	t.Parallel()
 	needLinux(t)
 	s, p := newSource(t, 3, Options{}, func(p []uint16) capture.Spec {
-		return capture.Spec{Ports: []capture.Port{port(config.TCP, p[0], "a"), port(config.TCP, p[1], "b")}}
+		return capture.Spec{Ports: []capture.Port{port(wire.TCP, p[0], "a"), port(wire.TCP, p[1], "b")}}
 	})
 	a, b, c := p[0], p[1], p[2]
 	out := run(t, s)
-	keep := key{config.TCP, b, netip.IPv4Unspecified()}
+	keep := key{wire.TCP, b, netip.IPv4Unspecified()}
 	before := socksOf(s)[keep]
 
 	// Knock on b throughout the update: it must never be refused.
@@ -660,7 +661,7 @@ func TestUpdate(t *testing.T) {
 	}()
 	// Let some knocks through before the update, so that the loop runs.
 	waitFor(t, out, func(ev capture.Event) bool { return ev.Port == b })
-	err := s.Update(capture.Spec{Ports: []capture.Port{port(config.TCP, b, "b"), port(config.UDP, c, "c")}})
+	err := s.Update(capture.Spec{Ports: []capture.Port{port(wire.TCP, b, "b"), port(wire.UDP, c, "c")}})
 	close(stop)
 	knocks.Wait()
 	if err != nil {
@@ -699,7 +700,7 @@ func TestUpdate(t *testing.T) {
 func TestUpdateFailureKeepsOld(t *testing.T) {
 	t.Parallel()
 	s, p := newSource(t, 3, Options{}, func(p []uint16) capture.Spec {
-		return capture.Spec{Ports: []capture.Port{port(config.TCP, p[0], "a")}}
+		return capture.Spec{Ports: []capture.Port{port(wire.TCP, p[0], "a")}}
 	})
 	a, added, busy := p[0], p[1], p[2]
 	out := run(t, s)
@@ -710,14 +711,14 @@ func TestUpdateFailureKeepsOld(t *testing.T) {
 		t.Skipf("port taken meanwhile: %v", err)
 	}
 	defer holder.Close()
-	err = s.Update(capture.Spec{Ports: []capture.Port{port(config.TCP, added, "new"), port(config.UDP, busy, "busy")}})
+	err = s.Update(capture.Spec{Ports: []capture.Port{port(wire.TCP, added, "new"), port(wire.UDP, busy, "busy")}})
 	if !errors.Is(err, syscall.EADDRINUSE) || !strings.Contains(err.Error(), "door busy") {
 		t.Fatalf("Update: %v, want EADDRINUSE naming door busy", err)
 	}
 	if diff := cmp.Diff(before, socksOf(s), cmp.Comparer(func(a, b *sock) bool { return a == b })); diff != "" {
 		t.Errorf("sockets changed (-before +after):\n%s", diff)
 	}
-	checkFree(t, config.TCP, added)
+	checkFree(t, wire.TCP, added)
 	if err := knockTCP(lo4, lo4, a); err != nil {
 		t.Fatal(err)
 	}
@@ -729,21 +730,21 @@ func TestUpdateFailureKeepsOld(t *testing.T) {
 func TestUpdateMoveToTarget(t *testing.T) {
 	t.Parallel()
 	needLinux(t)
-	for _, proto := range []config.Proto{config.TCP, config.UDP} {
+	for _, proto := range []wire.Proto{wire.TCP, wire.UDP} {
 		t.Run(proto.String(), func(t *testing.T) {
 			t.Parallel()
 			wild := func(p uint16) capture.Spec { return capture.Spec{Ports: []capture.Port{port(proto, p, "d")}} }
 			s, p := newSource(t, 1, Options{}, func(p []uint16) capture.Spec { return wild(p[0]) })
 			out := run(t, s)
 			knock := func(src, dst netip.Addr) error {
-				if proto == config.TCP {
+				if proto == wire.TCP {
 					return knockTCP(src, dst, p[0])
 				}
 				knockUDP(t, src, dst, p[0])
 				return nil
 			}
 			ev := func(src, dst netip.Addr) capture.Event {
-				if proto == config.TCP {
+				if proto == wire.TCP {
 					return tcpEv(src, dst, p[0])
 				}
 				return udpEv(src, dst, p[0])
@@ -752,7 +753,7 @@ func TestUpdateMoveToTarget(t *testing.T) {
 			if err := s.Update(capture.Spec{Ports: []capture.Port{targeted(proto, p[0], lo4)}}); err != nil {
 				t.Fatalf("Update to target: %v", err)
 			}
-			if err := knock(lo4, lo4b); proto == config.TCP && !errors.Is(err, syscall.ECONNREFUSED) {
+			if err := knock(lo4, lo4b); proto == wire.TCP && !errors.Is(err, syscall.ECONNREFUSED) {
 				t.Errorf("knock on 127.0.0.2: %v, want connection refused", err)
 			}
 			if err := knock(lo4c, lo4); err != nil {
@@ -781,7 +782,7 @@ func TestUpdateMoveToTarget(t *testing.T) {
 func TestCancel(t *testing.T) {
 	t.Parallel()
 	s, p := newSource(t, 1, Options{}, func(p []uint16) capture.Spec {
-		return capture.Spec{Ports: []capture.Port{port(config.TCP, p[0], "d"), port(config.UDP, p[0], "d")}}
+		return capture.Spec{Ports: []capture.Port{port(wire.TCP, p[0], "d"), port(wire.UDP, p[0], "d")}}
 	})
 	out := make(chan capture.Event, 8)
 	batches := make(chan *capture.Batch, 8)
@@ -802,8 +803,8 @@ func TestCancel(t *testing.T) {
 	case <-time.After(timeout):
 		t.Fatal("Run did not return")
 	}
-	checkFree(t, config.TCP, p[0])
-	checkFree(t, config.UDP, p[0])
+	checkFree(t, wire.TCP, p[0])
+	checkFree(t, wire.UDP, p[0])
 	if err := s.Update(capture.Spec{}); err == nil {
 		t.Error("Update after Run returned: no error")
 	}
@@ -821,7 +822,7 @@ func TestCancel(t *testing.T) {
 func TestCloseEndsRun(t *testing.T) {
 	t.Parallel()
 	s, p := newSource(t, 1, Options{}, func(p []uint16) capture.Spec {
-		return capture.Spec{Ports: []capture.Port{port(config.UDP, p[0], "d")}}
+		return capture.Spec{Ports: []capture.Port{port(wire.UDP, p[0], "d")}}
 	})
 	errc := make(chan error, 1)
 	go func() { errc <- s.Run(context.Background(), make(chan *capture.Batch)) }()
@@ -834,7 +835,7 @@ func TestCloseEndsRun(t *testing.T) {
 	case <-time.After(timeout):
 		t.Fatal("Run did not return after Close")
 	}
-	checkFree(t, config.UDP, p[0])
+	checkFree(t, wire.UDP, p[0])
 }
 
 // A consumer that stops reading holds knocks back, but cannot keep Run
@@ -842,7 +843,7 @@ func TestCloseEndsRun(t *testing.T) {
 func TestStalledConsumer(t *testing.T) {
 	t.Parallel()
 	s, p := newSource(t, 1, Options{}, func(p []uint16) capture.Spec {
-		return capture.Spec{Ports: []capture.Port{port(config.UDP, p[0], "d"), port(config.TCP, p[0], "d")}}
+		return capture.Spec{Ports: []capture.Port{port(wire.UDP, p[0], "d"), port(wire.TCP, p[0], "d")}}
 	})
 	out := make(chan *capture.Batch) // nobody reads
 	ctx, cancel := context.WithCancel(context.Background())
@@ -878,7 +879,7 @@ func TestOrder(t *testing.T) {
 	t.Parallel()
 	needLinux(t)
 	const rounds = 100
-	for _, proto := range []config.Proto{config.TCP, config.UDP} {
+	for _, proto := range []wire.Proto{wire.TCP, wire.UDP} {
 		t.Run(proto.String(), func(t *testing.T) {
 			t.Parallel()
 			s, p := newSource(t, 3, Options{Hold: orderedHold}, func(p []uint16) capture.Spec {
@@ -891,7 +892,7 @@ func TestOrder(t *testing.T) {
 			out := run(t, s)
 			// The first datagrams after SO_TIMESTAMPNS is first enabled
 			// may lack a kernel timestamp: warm up.
-			if proto == config.UDP {
+			if proto == wire.UDP {
 				knockUDP(t, lo4, lo4, p[0])
 				next(t, out)
 			}
@@ -899,7 +900,7 @@ func TestOrder(t *testing.T) {
 			var want []uint16
 			for range rounds {
 				for _, n := range p {
-					if proto == config.TCP {
+					if proto == wire.TCP {
 						if err := knockTCP(lo4, lo4, n); err != nil {
 							t.Fatal(err)
 						}
@@ -930,24 +931,24 @@ func TestOrder(t *testing.T) {
 
 func TestUnsupported(t *testing.T) {
 	t.Parallel()
-	tcp := []config.Knock{{Port: 7000, Proto: config.TCP}, {Port: 8000, Proto: config.UDP}}
-	udp := []config.Knock{{Port: 7000, Proto: config.UDP}}
+	tcp := []wire.Knock{{Port: 7000, Proto: wire.TCP}, {Port: 8000, Proto: wire.UDP}}
+	udp := []wire.Knock{{Port: 7000, Proto: wire.UDP}}
 	for _, tc := range []struct {
 		name  string
 		door  config.Door
 		wants bool
 	}{
 		{"no flags", config.Door{Sequence: tcp}, false},
-		{"syn", config.Door{Sequence: tcp, Flags: config.Flags{Set: config.SYN}}, false},
-		{"syn,!ack", config.Door{Sequence: tcp, Flags: config.Flags{Set: config.SYN, Unset: config.ACK}}, false},
-		{"!fin,!rst", config.Door{Sequence: tcp, Flags: config.Flags{Unset: config.FIN | config.RST}}, false},
-		{"ack", config.Door{Sequence: tcp, Flags: config.Flags{Set: config.ACK}}, true},
-		{"syn,ack", config.Door{Sequence: tcp, Flags: config.Flags{Set: config.SYN | config.ACK}}, true},
-		{"fin", config.Door{Sequence: tcp, Flags: config.Flags{Set: config.FIN}}, true},
-		{"rst", config.Door{Sequence: tcp, Flags: config.Flags{Set: config.RST}}, true},
-		{"!syn", config.Door{Sequence: tcp, Flags: config.Flags{Unset: config.SYN}}, true},
-		{"ack, UDP only", config.Door{Sequence: udp, Flags: config.Flags{Set: config.ACK}}, false},
-		{"ack, one-time UDP", config.Door{Sequence: udp, OneTimeFile: "/etc/knock.seq", Flags: config.Flags{Set: config.ACK}}, true},
+		{"syn", config.Door{Sequence: tcp, Flags: wire.FlagFilter{Set: wire.SYN}}, false},
+		{"syn,!ack", config.Door{Sequence: tcp, Flags: wire.FlagFilter{Set: wire.SYN, Unset: wire.ACK}}, false},
+		{"!fin,!rst", config.Door{Sequence: tcp, Flags: wire.FlagFilter{Unset: wire.FIN | wire.RST}}, false},
+		{"ack", config.Door{Sequence: tcp, Flags: wire.FlagFilter{Set: wire.ACK}}, true},
+		{"syn,ack", config.Door{Sequence: tcp, Flags: wire.FlagFilter{Set: wire.SYN | wire.ACK}}, true},
+		{"fin", config.Door{Sequence: tcp, Flags: wire.FlagFilter{Set: wire.FIN}}, true},
+		{"rst", config.Door{Sequence: tcp, Flags: wire.FlagFilter{Set: wire.RST}}, true},
+		{"!syn", config.Door{Sequence: tcp, Flags: wire.FlagFilter{Unset: wire.SYN}}, true},
+		{"ack, UDP only", config.Door{Sequence: udp, Flags: wire.FlagFilter{Set: wire.ACK}}, false},
+		{"ack, one-time UDP", config.Door{Sequence: udp, OneTimeFile: "/etc/knock.seq", Flags: wire.FlagFilter{Set: wire.ACK}}, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			got := Unsupported(&tc.door)
@@ -990,7 +991,7 @@ func TestLinkLocalTarget(t *testing.T) {
 		t.Skip("no IPv6 link-local address on this host")
 	}
 	s, p := newSource(t, 1, Options{}, func(p []uint16) capture.Spec {
-		return capture.Spec{Ports: []capture.Port{targeted(config.TCP, p[0], ll), targeted(config.UDP, p[0], ll)}}
+		return capture.Spec{Ports: []capture.Port{targeted(wire.TCP, p[0], ll), targeted(wire.UDP, p[0], ll)}}
 	})
 	out := run(t, s)
 	zoned := ll.WithZone(ifname)

@@ -9,13 +9,13 @@ import (
 	"strings"
 
 	"github.com/knock-go/knock/capture"
-	"github.com/knock-go/knock/config"
+	"github.com/knock-go/knock/wire"
 )
 
 // A key names one socket: a protocol, a port and the address it is bound
 // to. An IPv6 link-local address carries its zone.
 type key struct {
-	proto config.Proto
+	proto wire.Proto
 	port  uint16
 	addr  netip.Addr
 }
@@ -81,7 +81,7 @@ func (s *Source) plan(spec capture.Spec) ([]*binding, error) {
 	byKey := map[key]*binding{}
 	var out []*binding
 	for _, p := range spec.Ports {
-		if p.Proto != config.TCP && p.Proto != config.UDP {
+		if p.Proto != wire.TCP && p.Proto != wire.UDP {
 			return nil, fmt.Errorf("listener: %s port %d: unsupported protocol", p.Proto, p.Port)
 		}
 		addrs := shared

@@ -13,7 +13,7 @@ import (
 	"testing"
 
 	"github.com/knock-go/knock/capture"
-	"github.com/knock-go/knock/config"
+	"github.com/knock-go/knock/wire"
 )
 
 // lowPort is below net.ipv4.ip_unprivileged_port_start (1024 unless
@@ -32,7 +32,7 @@ func TestPrivilegedPort(t *testing.T) {
 		rerunAsNobody(t)
 		return
 	}
-	_, err := New(capture.Spec{Ports: []capture.Port{port(config.TCP, lowPort, "openSSH")}}, Options{})
+	_, err := New(capture.Spec{Ports: []capture.Port{port(wire.TCP, lowPort, "openSSH")}}, Options{})
 	if !errors.Is(err, os.ErrPermission) || !errors.Is(err, syscall.EACCES) {
 		t.Fatalf("New: %v, want permission denied", err)
 	}

@@ -8,7 +8,7 @@ import (
 	"time"
 
 	"github.com/knock-go/knock/capture"
-	"github.com/knock-go/knock/config"
+	"github.com/knock-go/knock/wire"
 )
 
 // A sock is one open socket.
@@ -29,7 +29,7 @@ func (s *Source) open(b *binding) (*sock, error) {
 	addr := netip.AddrPortFrom(b.addr, b.port).String()
 	var err error
 	switch b.proto {
-	case config.TCP:
+	case wire.TCP:
 		var lc net.ListenConfig
 		// A knock is one connection that is reset at once: multipath
 		// TCP brings nothing but a different socket type.
@@ -39,7 +39,7 @@ func (s *Source) open(b *binding) (*sock, error) {
 		if err == nil {
 			sk.tcp = ln.(*net.TCPListener)
 		}
-	case config.UDP:
+	case wire.UDP:
 		sk.udp, err = listenUDP(b.network(), addr)
 	}
 	if err != nil {
@@ -97,7 +97,7 @@ func (s *Source) serveUDP(ctx context.Context, in chan<- knock, sk *sock) {
 			}
 		}
 		src := from.Addr().Unmap().WithZone("")
-		s.emit(ctx, in, sk, capture.Event{Time: now, Src: src, Dst: dst.Unmap(), Port: sk.key.port, Proto: config.UDP}, at)
+		s.emit(ctx, in, sk, capture.Event{Time: now, Src: src, Dst: dst.Unmap(), Port: sk.key.port, Proto: wire.UDP}, at)
 	}
 }
 

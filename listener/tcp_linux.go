@@ -13,7 +13,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/knock-go/knock/capture"
-	"github.com/knock-go/knock/config"
+	"github.com/knock-go/knock/wire"
 )
 
 // A tcpLoop accepts on every TCP listener from one goroutine, in the
@@ -305,7 +305,7 @@ func (s *Source) acceptSome(ctx context.Context, in chan<- knock, l *tcpLoop, p 
 		if !dst.IsValid() {
 			dst = sk.key.addr.WithZone("")
 		}
-		if !s.emit(ctx, in, sk, capture.Event{Time: now, Src: src, Dst: dst, Port: sk.key.port, Proto: config.TCP, Flags: config.SYN}, l.lastAt) {
+		if !s.emit(ctx, in, sk, capture.Event{Time: now, Src: src, Dst: dst, Port: sk.key.port, Proto: wire.TCP, Flags: wire.SYN}, l.lastAt) {
 			return acceptDone
 		}
 	}

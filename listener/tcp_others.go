@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"github.com/knock-go/knock/capture"
-	"github.com/knock-go/knock/config"
+	"github.com/knock-go/knock/wire"
 )
 
 // tcpLoop is empty here: each TCP listener has a goroutine of its own,
@@ -50,7 +50,7 @@ func (s *Source) serveTCP(ctx context.Context, in chan<- knock, sk *sock) {
 		if !dst.IsValid() {
 			dst = sk.key.addr.WithZone("")
 		}
-		s.emit(ctx, in, sk, capture.Event{Time: now, Src: src, Dst: dst, Port: sk.key.port, Proto: config.TCP, Flags: config.SYN}, now.UnixNano())
+		s.emit(ctx, in, sk, capture.Event{Time: now, Src: src, Dst: dst, Port: sk.key.port, Proto: wire.TCP, Flags: wire.SYN}, now.UnixNano())
 	}
 }
 

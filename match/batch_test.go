@@ -10,6 +10,7 @@ import (
 
 	"github.com/knock-go/knock/capture"
 	"github.com/knock-go/knock/config"
+	"github.com/knock-go/knock/wire"
 )
 
 // randomDoors returns a random configuration of one to four doors on a
@@ -28,7 +29,7 @@ func randomDoors(r *rand.Rand) []*config.Door {
 			d.Target = netip.MustParseAddr("203.0.113.9")
 		}
 		if r.IntN(4) == 0 {
-			d.Flags = config.Flags{Set: config.SYN, Unset: config.ACK}
+			d.Flags = wire.FlagFilter{Set: wire.SYN, Unset: wire.ACK}
 		}
 		if r.IntN(5) == 0 {
 			d.OneTimeFile = d.Name + ".seq"
@@ -41,22 +42,22 @@ func randomDoors(r *rand.Rand) []*config.Door {
 	return doors
 }
 
-func randomSeq(r *rand.Rand) []config.Knock {
+func randomSeq(r *rand.Rand) []wire.Knock {
 	n := 1 + r.IntN(4)
 	if r.IntN(8) == 0 {
 		n = config.MaxSequence
 	}
-	s := make([]config.Knock, n)
+	s := make([]wire.Knock, n)
 	for i := range s {
 		s[i] = randomKnock(r)
 	}
 	return s
 }
 
-func randomKnock(r *rand.Rand) config.Knock {
-	k := config.Knock{Port: uint16(7000 + r.IntN(3)), Proto: config.TCP}
+func randomKnock(r *rand.Rand) wire.Knock {
+	k := wire.Knock{Port: uint16(7000 + r.IntN(3)), Proto: wire.TCP}
 	if r.IntN(4) == 0 {
-		k.Proto = config.UDP
+		k.Proto = wire.UDP
 	}
 	return k
 }
@@ -86,7 +87,7 @@ func randomEvents(r *rand.Rand, doors []*config.Door, at *time.Duration, n int) 
 		if r.IntN(4) == 0 {
 			ev.Dst = netip.MustParseAddr("203.0.113.9")
 		}
-		var k config.Knock
+		var k wire.Knock
 		if d := doors[r.IntN(len(doors))]; r.IntN(6) != 0 && len(d.Sequence) > 0 {
 			// Mostly a knock of some door's sequence, so that
 			// attempts advance and open.
@@ -95,8 +96,8 @@ func randomEvents(r *rand.Rand, doors []*config.Door, at *time.Duration, n int) 
 			k = randomKnock(r)
 		}
 		ev.Port, ev.Proto = k.Port, k.Proto
-		if k.Proto == config.TCP {
-			ev.Flags = [...]uint8{config.SYN, config.SYN, config.SYN | config.ACK, config.ACK}[r.IntN(4)]
+		if k.Proto == wire.TCP {
+			ev.Flags = [...]uint8{wire.SYN, wire.SYN, wire.SYN | wire.ACK, wire.ACK}[r.IntN(4)]
 		}
 		evs[i] = ev
 	}
@@ -107,7 +108,7 @@ func randomEvents(r *rand.Rand, doors []*config.Door, at *time.Duration, n int) 
 // matcher built from the same seed, and sometimes fails.
 type scriptedOneTime struct{ r *rand.Rand }
 
-func (s *scriptedOneTime) use(d *config.Door) ([]config.Knock, config.OneTimeLine, error) {
+func (s *scriptedOneTime) use(d *config.Door) ([]wire.Knock, config.OneTimeLine, error) {
 	next := config.OneTimeLine{Off: d.OneTimeOffset + 1}
 	switch s.r.IntN(10) {
 	case 0:
@@ -252,7 +253,7 @@ func TestHandleBatchFlood(t *testing.T) {
 	one := New([]*config.Door{d}, Options{MaxAttempts: 50})
 	batch := New([]*config.Door{d}, Options{MaxAttempts: 50})
 	r := rand.New(rand.NewPCG(7, 7))
-	ev := capture.Event{Time: t0, Dst: netip.MustParseAddr("203.0.113.1"), Proto: config.TCP, Flags: config.SYN}
+	ev := capture.Event{Time: t0, Dst: netip.MustParseAddr("203.0.113.1"), Proto: wire.TCP, Flags: wire.SYN}
 	var outOne, outBatch []Action
 	n := 0
 	for round := range 200 {
@@ -300,7 +301,7 @@ func FuzzHandleBatch(f *testing.F) {
 	f.Fuzz(func(t *testing.T, data []byte, max uint8) {
 		doors := []*config.Door{mkDoor("a", "7000,7001,7002", 2), mkDoor("b", "7001,7000", 1), mkDoor("c", "7002", 3)}
 		doors[1].Target = netip.MustParseAddr("203.0.113.9")
-		doors[1].Flags = config.Flags{Set: config.SYN, Unset: config.ACK}
+		doors[1].Flags = wire.FlagFilter{Set: wire.SYN, Unset: wire.ACK}
 		doors[2].Sources = []netip.Prefix{netip.MustParsePrefix("198.51.100.0/30"), netip.MustParsePrefix("2001:db8::1/128")}
 		cap := 1 + int(max%8)
 		if max >= 128 {
@@ -319,7 +320,7 @@ func FuzzHandleBatch(f *testing.F) {
 				Src:   srcs[int(b[1])%len(srcs)],
 				Dst:   [...]netip.Addr{{}, netip.MustParseAddr("203.0.113.9"), netip.MustParseAddr("2001:db8::1")}[b[1]>>6%3],
 				Port:  7000 + uint16(b[2]%4),
-				Proto: [...]config.Proto{config.TCP, config.UDP, 0, 255}[b[2]>>2%4],
+				Proto: [...]wire.Proto{wire.TCP, wire.UDP, 0, 255}[b[2]>>2%4],
 				Flags: b[3],
 			}
 			evs = append(evs, ev)

@@ -9,6 +9,7 @@ import (
 
 	"github.com/knock-go/knock/capture"
 	"github.com/knock-go/knock/config"
+	"github.com/knock-go/knock/wire"
 )
 
 // inProgress returns a matcher with n sources each at stage 1 of one
@@ -20,7 +21,7 @@ func inProgress(b *testing.B, n int) (*Matcher, []netip.Addr, capture.Event) {
 	for i := range srcs {
 		srcs[i] = netip.AddrFrom4([4]byte{198, 18 + byte(i>>16), byte(i >> 8), byte(i)})
 	}
-	ev := capture.Event{Time: t0, Dst: netip.MustParseAddr("203.0.113.1"), Port: 7000, Proto: config.TCP, Flags: config.SYN}
+	ev := capture.Event{Time: t0, Dst: netip.MustParseAddr("203.0.113.1"), Port: 7000, Proto: wire.TCP, Flags: wire.SYN}
 	var out []Action
 	for _, s := range srcs {
 		ev.Src = s
@@ -103,7 +104,7 @@ func BenchmarkFloodBatch(b *testing.B) {
 	const max = 100_000
 	d := mkDoor("d", "7000,8000,9000", 3600)
 	m := New([]*config.Door{d}, Options{MaxAttempts: max})
-	ev := capture.Event{Time: t0, Dst: netip.MustParseAddr("203.0.113.1"), Port: 7000, Proto: config.TCP, Flags: config.SYN}
+	ev := capture.Event{Time: t0, Dst: netip.MustParseAddr("203.0.113.1"), Port: 7000, Proto: wire.TCP, Flags: wire.SYN}
 	src := func(s int) netip.Addr {
 		return netip.AddrFrom4([4]byte{byte(s >> 24), byte(s >> 16), byte(s >> 8), byte(s)})
 	}
@@ -127,7 +128,7 @@ func BenchmarkFloodBatch(b *testing.B) {
 func BenchmarkFlood(b *testing.B) {
 	d := mkDoor("d", "7000,8000,9000", 3600)
 	m := New([]*config.Door{d}, Options{MaxAttempts: 100_000})
-	ev := capture.Event{Time: t0, Dst: netip.MustParseAddr("203.0.113.1"), Port: 7000, Proto: config.TCP, Flags: config.SYN}
+	ev := capture.Event{Time: t0, Dst: netip.MustParseAddr("203.0.113.1"), Port: 7000, Proto: wire.TCP, Flags: wire.SYN}
 	var out []Action
 	b.ReportAllocs()
 	for i := 0; i < b.N; i++ {
@@ -145,7 +146,7 @@ func BenchmarkMemoryAtCap(b *testing.B) {
 		var before, after runtime.MemStats
 		runtime.ReadMemStats(&before)
 		m := New([]*config.Door{mkDoor("d", "7000,8000,9000", 3600)}, Options{})
-		ev := capture.Event{Time: t0, Dst: netip.MustParseAddr("203.0.113.1"), Port: 7000, Proto: config.TCP, Flags: config.SYN}
+		ev := capture.Event{Time: t0, Dst: netip.MustParseAddr("203.0.113.1"), Port: 7000, Proto: wire.TCP, Flags: wire.SYN}
 		var out []Action
 		for j := 0; j < DefaultMaxAttempts; j++ {
 			ev.Src = netip.AddrFrom4([4]byte{198, 18 + byte(j>>16), byte(j >> 8), byte(j)})

@@ -9,6 +9,7 @@ import (
 
 	"github.com/knock-go/knock/capture"
 	"github.com/knock-go/knock/config"
+	"github.com/knock-go/knock/wire"
 )
 
 // floodRate is the spoofed flood of the target, in packets a
@@ -64,7 +65,7 @@ func TestStage1KnockersSurviveAFlood(t *testing.T) {
 			if k.src.Is6() {
 				dst = dst6
 			}
-			batch = append(batch, capture.Event{Time: t0.Add(k.at), Src: k.src, Dst: dst, Port: k.port, Proto: config.TCP, Flags: config.SYN})
+			batch = append(batch, capture.Event{Time: t0.Add(k.at), Src: k.src, Dst: dst, Port: k.port, Proto: wire.TCP, Flags: wire.SYN})
 		}
 		// Spoofed sources of both families, from ranges the knockers
 		// are not in.
@@ -74,7 +75,7 @@ func TestStage1KnockersSurviveAFlood(t *testing.T) {
 			src = netip.AddrFrom16([16]byte{0x20, 0x01, 0x0d, 0xb8, 0xff, 12: byte(n >> 24), 13: byte(n >> 16), 14: byte(n >> 8), 15: byte(n)})
 			dst = dst6
 		}
-		batch = append(batch, capture.Event{Time: t0.Add(at), Src: src, Dst: dst, Port: 7000, Proto: config.TCP, Flags: config.SYN})
+		batch = append(batch, capture.Event{Time: t0.Add(at), Src: src, Dst: dst, Port: 7000, Proto: wire.TCP, Flags: wire.SYN})
 		if len(batch) >= benchBatch-1 {
 			flush()
 		}

@@ -13,18 +13,19 @@ import (
 
 	"github.com/knock-go/knock/capture"
 	"github.com/knock-go/knock/config"
+	"github.com/knock-go/knock/wire"
 )
 
 var t0 = time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
 
 // seq parses "7000,8000:udp" without the config package's checks.
-func seq(s string) []config.Knock {
-	var out []config.Knock
+func seq(s string) []wire.Knock {
+	var out []wire.Knock
 	for _, f := range strings.Split(s, ",") {
-		k := config.Knock{Proto: config.TCP}
+		k := wire.Knock{Proto: wire.TCP}
 		port, proto, _ := strings.Cut(f, ":")
 		if proto == "udp" {
-			k.Proto = config.UDP
+			k.Proto = wire.UDP
 		}
 		n, err := strconv.Atoi(port)
 		if err != nil {
@@ -58,10 +59,10 @@ func (s step) event() capture.Event {
 	if s.dst != "" {
 		ev.Dst = netip.MustParseAddr(s.dst)
 	}
-	if kn.Proto == config.TCP {
+	if kn.Proto == wire.TCP {
 		ev.Flags = s.flags
 		if ev.Flags == 0 {
-			ev.Flags = config.SYN
+			ev.Flags = wire.SYN
 		}
 	}
 	return ev
@@ -92,7 +93,7 @@ func TestMatcher(t *testing.T) {
 		return []*config.Door{mkDoor("openSSH", "7000,8000,9000", 5), mkDoor("closeSSH", "9000,8000,7000", 5)}
 	}
 	synNoAck := mkDoor("strict", "7000,8000", 5)
-	synNoAck.Flags = config.Flags{Set: config.SYN, Unset: config.ACK}
+	synNoAck.Flags = wire.FlagFilter{Set: wire.SYN, Unset: wire.ACK}
 	udp := mkDoor("mixed", "2222:udp,3333,4444:udp", 15)
 	shareA, shareB := mkDoor("A", "7000,8000", 5), mkDoor("B", "7000,9000", 5)
 	targeted := mkDoor("t", "7000,8000", 5)
@@ -142,9 +143,9 @@ func TestMatcher(t *testing.T) {
 			name:  "flags mismatch is ignored without reset",
 			doors: []*config.Door{synNoAck},
 			steps: []step{
-				{0, a + " 7000", config.SYN | config.ACK, ""}, // ignored: no attempt starts
+				{0, a + " 7000", wire.SYN | wire.ACK, ""}, // ignored: no attempt starts
 				{1, a + " 7000", 0, ""},
-				{2, a + " 9999", config.ACK, ""}, // ignored for the door: no reset
+				{2, a + " 9999", wire.ACK, ""}, // ignored for the door: no reset
 				{3, a + " 8000", 0, ""},
 			},
 			want: []string{a + ": strict: Stage 1", a + ": strict: Stage 2", a + ": strict: OPEN SESAME"},
@@ -353,7 +354,7 @@ type fakeOneTime struct {
 	fail error
 }
 
-func (f *fakeOneTime) use(d *config.Door) ([]config.Knock, config.OneTimeLine, error) {
+func (f *fakeOneTime) use(d *config.Door) ([]wire.Knock, config.OneTimeLine, error) {
 	if f.fail != nil {
 		return nil, config.OneTimeLine{}, f.fail
 	}

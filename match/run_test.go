@@ -10,6 +10,7 @@ import (
 
 	"github.com/knock-go/knock/capture"
 	"github.com/knock-go/knock/config"
+	"github.com/knock-go/knock/wire"
 )
 
 // TestLoopExpiresOnTime runs the loop with real timers: a timeout is
@@ -27,7 +28,7 @@ func TestLoopExpiresOnTime(t *testing.T) {
 		}
 	})
 	start := time.Now()
-	in <- &capture.Batch{Events: []capture.Event{{Time: start, Src: netip.MustParseAddr("198.51.100.7"), Port: 7000, Proto: config.TCP, Flags: config.SYN}}}
+	in <- &capture.Batch{Events: []capture.Event{{Time: start, Src: netip.MustParseAddr("198.51.100.7"), Port: 7000, Proto: wire.TCP, Flags: wire.SYN}}}
 	if a := <-got; a.Kind != Stage {
 		t.Fatalf("first action %v, want Stage", a)
 	}

@@ -5,11 +5,11 @@ import (
 	"net/netip"
 
 	"github.com/knock-go/knock/capture"
-	"github.com/knock-go/knock/config"
+	"github.com/knock-go/knock/wire"
 )
 
 // tcpFlagMask keeps the six TCP flags that TCPFlags can name.
-const tcpFlagMask = config.FIN | config.SYN | config.RST | config.PSH | config.ACK | config.URG
+const tcpFlagMask = wire.FIN | wire.SYN | wire.RST | wire.PSH | wire.ACK | wire.URG
 
 // maxIPv6Ext bounds the IPv6 extension header walk. Legitimate packets
 // carry a handful at most.
@@ -136,7 +136,7 @@ func transport(ev capture.Event, proto uint8, t []byte) (capture.Event, bool) {
 		if len(t) < 14 || t[12]>>4 < 5 {
 			return ev, false
 		}
-		ev.Proto = config.TCP
+		ev.Proto = wire.TCP
 		ev.Flags = t[13] & tcpFlagMask
 	case protoUDP:
 		// 0-1: source port | 2-3: destination port | 4-5: length
@@ -144,7 +144,7 @@ func transport(ev capture.Event, proto uint8, t []byte) (capture.Event, bool) {
 		if len(t) < 8 {
 			return ev, false
 		}
-		ev.Proto = config.UDP
+		ev.Proto = wire.UDP
 	default:
 		return ev, false
 	}

@@ -5,8 +5,9 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+
 	"github.com/knock-go/knock/capture"
-	"github.com/knock-go/knock/config"
+	"github.com/knock-go/knock/wire"
 )
 
 var (
@@ -135,49 +136,49 @@ func TestDecode(t *testing.T) {
 		{
 			name: "IPv4 TCP SYN",
 			b:    ipv4TCPSyn,
-			want: capture.Event{Src: doc4("192.0.2.7"), Dst: doc4("203.0.113.1"), Port: 7000, Proto: config.TCP, Flags: config.SYN},
+			want: capture.Event{Src: doc4("192.0.2.7"), Dst: doc4("203.0.113.1"), Port: 7000, Proto: wire.TCP, Flags: wire.SYN},
 			ok:   true,
 		},
 		{
 			name: "IPv4 with options",
 			b:    ipv4Options,
-			want: capture.Event{Src: doc4("192.0.2.7"), Dst: doc4("203.0.113.1"), Port: 8000, Proto: config.TCP, Flags: config.PSH | config.ACK},
+			want: capture.Event{Src: doc4("192.0.2.7"), Dst: doc4("203.0.113.1"), Port: 8000, Proto: wire.TCP, Flags: wire.PSH | wire.ACK},
 			ok:   true,
 		},
 		{
 			name: "IPv4 UDP with padding",
 			b:    ipv4UDP,
-			want: capture.Event{Src: doc4("198.51.100.20"), Dst: doc4("203.0.113.1"), Port: 9000, Proto: config.UDP},
+			want: capture.Event{Src: doc4("198.51.100.20"), Dst: doc4("203.0.113.1"), Port: 9000, Proto: wire.UDP},
 			ok:   true,
 		},
 		{
 			name: "IPv6 TCP",
 			b:    ipv6TCP,
-			want: capture.Event{Src: doc4("2001:db8::7"), Dst: doc4("2001:db8::1"), Port: 7000, Proto: config.TCP, Flags: config.SYN},
+			want: capture.Event{Src: doc4("2001:db8::7"), Dst: doc4("2001:db8::1"), Port: 7000, Proto: wire.TCP, Flags: wire.SYN},
 			ok:   true,
 		},
 		{
 			name: "IPv6 hop-by-hop and first fragment",
 			b:    ipv6Ext,
-			want: capture.Event{Src: doc4("2001:db8::7"), Dst: doc4("2001:db8::1"), Port: 9000, Proto: config.UDP},
+			want: capture.Event{Src: doc4("2001:db8::7"), Dst: doc4("2001:db8::1"), Port: 9000, Proto: wire.UDP},
 			ok:   true,
 		},
 		{
 			name: "ECE and CWR are not reported",
 			b:    with(ipv4TCPSyn, 33, 0xc2),
-			want: capture.Event{Src: doc4("192.0.2.7"), Dst: doc4("203.0.113.1"), Port: 7000, Proto: config.TCP, Flags: config.SYN},
+			want: capture.Event{Src: doc4("192.0.2.7"), Dst: doc4("203.0.113.1"), Port: 7000, Proto: wire.TCP, Flags: wire.SYN},
 			ok:   true,
 		},
 		{
 			name: "IPv4 first fragment with the whole TCP header",
 			b:    with(ipv4TCPSyn, 6, 0x20), // MF, offset 0
-			want: capture.Event{Src: doc4("192.0.2.7"), Dst: doc4("203.0.113.1"), Port: 7000, Proto: config.TCP, Flags: config.SYN},
+			want: capture.Event{Src: doc4("192.0.2.7"), Dst: doc4("203.0.113.1"), Port: 7000, Proto: wire.TCP, Flags: wire.SYN},
 			ok:   true,
 		},
 		{
 			name: "IPv4 first fragment cut after the flags",
 			b:    with(with(ipv4TCPSyn[:34], 6, 0x20), 3, 34),
-			want: capture.Event{Src: doc4("192.0.2.7"), Dst: doc4("203.0.113.1"), Port: 7000, Proto: config.TCP, Flags: config.SYN},
+			want: capture.Event{Src: doc4("192.0.2.7"), Dst: doc4("203.0.113.1"), Port: 7000, Proto: wire.TCP, Flags: wire.SYN},
 			ok:   true,
 		},
 		{name: "empty", b: nil},
@@ -206,7 +207,7 @@ func TestDecode(t *testing.T) {
 		{name: "IPv6 v4-mapped destination", b: mapped(ipv6TCP, 24)},
 		{
 			name: "IPv6 routing header with segments left",
-			b:    ip6("2001:db8::7", "2001:db8::1", 43, []byte{6, 0, 4, 1, 0, 0, 0, 0}, tcpHdr(1, 7000, config.SYN)),
+			b:    ip6("2001:db8::7", "2001:db8::1", 43, []byte{6, 0, 4, 1, 0, 0, 0, 0}, tcpHdr(1, 7000, wire.SYN)),
 		},
 	}
 	for _, tt := range tests {
@@ -252,7 +253,7 @@ func TestDecodeExtensionHeaders(t *testing.T) {
 			if ok != tt.ok {
 				t.Fatalf("Decode ok = %v, want %v", ok, tt.ok)
 			}
-			if ok && (ev.Port != 9000 || ev.Proto != config.UDP) {
+			if ok && (ev.Port != 9000 || ev.Proto != wire.UDP) {
 				t.Errorf("Decode = %+v, want UDP port 9000", ev)
 			}
 		})

@@ -7,9 +7,10 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/knock-go/knock/capture"
-	"github.com/knock-go/knock/config"
 	"golang.org/x/net/bpf"
+
+	"github.com/knock-go/knock/capture"
+	"github.com/knock-go/knock/wire"
 )
 
 // MaxInstructions is the longest classic BPF program Linux accepts
@@ -29,8 +30,8 @@ const (
 	// this host (PACKET_HOST).
 	packetHost = 0
 
-	protoTCP = uint8(config.TCP)
-	protoUDP = uint8(config.UDP)
+	protoTCP = uint8(wire.TCP)
+	protoUDP = uint8(wire.UDP)
 )
 
 // ipv6ExtHeaders are the IPv6 next-header values of extension headers that the
@@ -87,7 +88,7 @@ func build(spec capture.Spec, prologue, flags, sources bool) ([]bpf.Instruction,
 			c.srcs = srcs.id(p.Sources)
 		}
 		switch p.Proto {
-		case config.TCP:
+		case wire.TCP:
 			if flags {
 				c.flags = mustFlags(p.Flags)
 			}
@@ -96,7 +97,7 @@ func build(spec capture.Spec, prologue, flags, sources bool) ([]bpf.Instruction,
 				c = class{flagClass{c.flags.set & old.flags.set, c.flags.unset & old.flags.unset}, srcs.union(c.srcs, old.srcs)}
 			}
 			tcpClass[p.Port] = c
-		case config.UDP:
+		case wire.UDP:
 			if old, ok := udpPorts[p.Port]; ok {
 				c.srcs = srcs.union(c.srcs, old.srcs)
 			}
@@ -231,7 +232,7 @@ func build(spec capture.Spec, prologue, flags, sources bool) ([]bpf.Instruction,
 // mustFlags returns the TCP flags that every one of flags requires set
 // and unset: what the program can test without rejecting a packet that
 // some door would take. No flags at all means any packet.
-func mustFlags(flags []config.Flags) (c flagClass) {
+func mustFlags(flags []wire.FlagFilter) (c flagClass) {
 	if len(flags) == 0 {
 		return c
 	}

@@ -6,10 +6,11 @@ import (
 	"testing"
 	"unsafe"
 
-	"github.com/knock-go/knock/capture"
-	"github.com/knock-go/knock/config"
 	"golang.org/x/net/bpf"
 	"golang.org/x/sys/unix"
+
+	"github.com/knock-go/knock/capture"
+	"github.com/knock-go/knock/wire"
 )
 
 // TestProgramKernelAccepts hands programs to the kernel's checker. Any
@@ -17,9 +18,9 @@ import (
 func TestProgramKernelAccepts(t *testing.T) {
 	var many capture.Spec
 	for i := range 1024 {
-		p := capture.Port{Proto: config.TCP, Port: uint16(1 + 61*i), Flags: []config.Flags{{Set: uint8(i % 64), Unset: uint8((i/64)%64) &^ uint8(i%64)}}}
+		p := capture.Port{Proto: wire.TCP, Port: uint16(1 + 61*i), Flags: []wire.FlagFilter{{Set: uint8(i % 64), Unset: uint8((i/64)%64) &^ uint8(i%64)}}}
 		if i%3 == 0 {
-			p = capture.Port{Proto: config.UDP, Port: uint16(1 + 61*i)}
+			p = capture.Port{Proto: wire.UDP, Port: uint16(1 + 61*i)}
 		}
 		many.Ports = append(many.Ports, p)
 	}
@@ -32,7 +33,7 @@ func TestProgramKernelAccepts(t *testing.T) {
 			// 32 doors of 32 ports, a flag set each.
 			var s capture.Spec
 			for i := range 1024 {
-				s.Ports = append(s.Ports, capture.Port{Proto: config.TCP, Port: uint16(1 + 61*i), Flags: []config.Flags{{Set: uint8(i%32) | config.SYN, Unset: config.ACK}}})
+				s.Ports = append(s.Ports, capture.Port{Proto: wire.TCP, Port: uint16(1 + 61*i), Flags: []wire.FlagFilter{{Set: uint8(i%32) | wire.SYN, Unset: wire.ACK}}})
 			}
 			return s
 		}(),

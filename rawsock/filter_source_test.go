@@ -5,9 +5,11 @@ import (
 	"net/netip"
 	"testing"
 
+	"golang.org/x/net/bpf"
+
 	"github.com/knock-go/knock/capture"
 	"github.com/knock-go/knock/config"
-	"golang.org/x/net/bpf"
+	"github.com/knock-go/knock/wire"
 )
 
 // sourceDoors are doors limited to sources (the Source key), beside doors
@@ -20,26 +22,26 @@ func sourceDoors() []*config.Door {
 		}
 		return out
 	}
-	tcp := func(p uint16) config.Knock { return config.Knock{Port: p, Proto: config.TCP} }
-	udp := func(p uint16) config.Knock { return config.Knock{Port: p, Proto: config.UDP} }
+	tcp := func(p uint16) wire.Knock { return wire.Knock{Port: p, Proto: wire.TCP} }
+	udp := func(p uint16) wire.Knock { return wire.Knock{Port: p, Proto: wire.UDP} }
 	return []*config.Door{
 		// Prefixes of several lengths, one crossing a 32-bit word of
 		// an IPv6 address (/66), with TCP flags.
-		{Name: "lan", Sequence: []config.Knock{tcp(7000), udp(9000), tcp(7004)}, Flags: config.Flags{Set: config.SYN, Unset: config.ACK},
+		{Name: "lan", Sequence: []wire.Knock{tcp(7000), udp(9000), tcp(7004)}, Flags: wire.FlagFilter{Set: wire.SYN, Unset: wire.ACK},
 			Sources: pfx("198.51.100.0/24", "203.0.113.128/25", "2001:db8:1::/48", "2001:db8:2:0:8000::/66")},
-		{Name: "host", Sequence: []config.Knock{tcp(7001)}, Sources: pfx("192.0.2.7/32", "2001:db8::7/128")},
-		{Name: "v6only", Sequence: []config.Knock{tcp(7002)}, Sources: pfx("2001:db8::/32")},
-		{Name: "all4", Sequence: []config.Knock{udp(7003)}, Sources: pfx("0.0.0.0/0")},
+		{Name: "host", Sequence: []wire.Knock{tcp(7001)}, Sources: pfx("192.0.2.7/32", "2001:db8::7/128")},
+		{Name: "v6only", Sequence: []wire.Knock{tcp(7002)}, Sources: pfx("2001:db8::/32")},
+		{Name: "all4", Sequence: []wire.Knock{udp(7003)}, Sources: pfx("0.0.0.0/0")},
 		// 7004 is also other's: its list adds to lan's there.
-		{Name: "other", Sequence: []config.Knock{tcp(7004)}, Sources: pfx("192.0.2.0/24")},
+		{Name: "other", Sequence: []wire.Knock{tcp(7004)}, Sources: pfx("192.0.2.0/24")},
 		// 9000 is also open's, which takes any source.
-		{Name: "open", Sequence: []config.Knock{tcp(8000), udp(9000)}},
+		{Name: "open", Sequence: []wire.Knock{tcp(8000), udp(9000)}},
 	}
 }
 
 func TestProgramSources(t *testing.T) {
 	doors := sourceDoors()
-	syn := func(port uint16) []byte { return tcpHdr(40000, port, config.SYN) }
+	syn := func(port uint16) []byte { return tcpHdr(40000, port, wire.SYN) }
 	udp := func(port uint16) []byte { return udpHdr(40000, port, nil) }
 	v4 := func(src string, proto uint8, l4 []byte) []byte { return ip4(src, b4, proto, 0, nil, l4) }
 	v6 := func(src string, proto uint8, l4 []byte) []byte { return ip6(src, b6, proto, nil, l4) }
@@ -53,7 +55,7 @@ func TestProgramSources(t *testing.T) {
 		{"lan: IPv4 just above the /24", v4("198.51.101.0", protoTCP, syn(7000)), false},
 		{"lan: IPv4 inside a /25", v4("203.0.113.200", protoTCP, syn(7000)), true},
 		{"lan: IPv4 in the other half of the /25", v4("203.0.113.127", protoTCP, syn(7000)), false},
-		{"lan: IPv4 inside, flags the door refuses", v4("198.51.100.7", protoTCP, tcpHdr(1, 7000, config.SYN|config.ACK)), false},
+		{"lan: IPv4 inside, flags the door refuses", v4("198.51.100.7", protoTCP, tcpHdr(1, 7000, wire.SYN|wire.ACK)), false},
 		{"lan: IPv6 inside a /48", v6("2001:db8:1:ffff::1", protoTCP, syn(7000)), true},
 		{"lan: IPv6 outside the /48", v6("2001:db8:3::1", protoTCP, syn(7000)), false},
 		{"lan: IPv6 inside a /66", v6("2001:db8:2:0:bfff::1", protoTCP, syn(7000)), true},
@@ -149,8 +151,8 @@ func TestProgramSourcesAgreeWithDoors(t *testing.T) {
 				}
 				var l4 []byte
 				proto := protoUDP
-				if k.Proto == config.TCP {
-					l4, proto = tcpHdr(1, k.Port, config.SYN), protoTCP
+				if k.Proto == wire.TCP {
+					l4, proto = tcpHdr(1, k.Port, wire.SYN), protoTCP
 				} else {
 					l4 = udpHdr(1, k.Port, nil)
 				}
@@ -178,7 +180,7 @@ func TestProgramSourcesAgreeWithDoors(t *testing.T) {
 func TestProgramSourcesFallback(t *testing.T) {
 	var spec capture.Spec
 	for i := range 300 {
-		p := capture.Port{Proto: config.UDP, Port: uint16(1000 + i)}
+		p := capture.Port{Proto: wire.UDP, Port: uint16(1000 + i)}
 		for j := range 3 {
 			p.Sources = append(p.Sources, netip.MustParsePrefix(fmt.Sprintf("2001:db8:%x:%x::/64", i, j)))
 		}

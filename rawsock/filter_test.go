@@ -5,18 +5,19 @@ import (
 	"net/netip"
 	"testing"
 
-	"github.com/knock-go/knock/capture"
-	"github.com/knock-go/knock/config"
 	"golang.org/x/net/bpf"
+
+	"github.com/knock-go/knock/capture"
+	"github.com/knock-go/knock/wire"
 )
 
 // testSpec knocks on TCP 7000 (doors that all want SYN without ACK, one
 // of them also FIN), TCP 8000 (any flags), UDP 9000 and UDP 9001.
 var testSpec = capture.Spec{Ports: []capture.Port{
-	{Proto: config.TCP, Port: 7000, Flags: []config.Flags{{Set: config.SYN, Unset: config.ACK}, {Set: config.SYN | config.FIN, Unset: config.ACK | config.RST}}},
-	{Proto: config.TCP, Port: 8000, Flags: []config.Flags{{Set: config.SYN}, {}}},
-	{Proto: config.UDP, Port: 9000},
-	{Proto: config.UDP, Port: 9001},
+	{Proto: wire.TCP, Port: 7000, Flags: []wire.FlagFilter{{Set: wire.SYN, Unset: wire.ACK}, {Set: wire.SYN | wire.FIN, Unset: wire.ACK | wire.RST}}},
+	{Proto: wire.TCP, Port: 8000, Flags: []wire.FlagFilter{{Set: wire.SYN}, {}}},
+	{Proto: wire.UDP, Port: 9000},
+	{Proto: wire.UDP, Port: 9001},
 }}
 
 const (
@@ -31,25 +32,25 @@ type filterCase struct {
 }
 
 func filterCases() []filterCase {
-	syn := tcpHdr(40000, 7000, config.SYN)
+	syn := tcpHdr(40000, 7000, wire.SYN)
 	udp := udpHdr(40000, 9000, []byte("knock"))
 	return []filterCase{
 		{"IPv4 TCP SYN", ip4(a4, b4, protoTCP, 0, nil, syn), true},
-		{"IPv4 TCP SYN+FIN", ip4(a4, b4, protoTCP, 0, nil, tcpHdr(1, 7000, config.SYN|config.FIN)), true},
-		{"IPv4 TCP SYN+ACK", ip4(a4, b4, protoTCP, 0, nil, tcpHdr(1, 7000, config.SYN|config.ACK)), false},
-		{"IPv4 TCP ACK", ip4(a4, b4, protoTCP, 0, nil, tcpHdr(1, 7000, config.ACK)), false},
-		{"IPv4 TCP RST", ip4(a4, b4, protoTCP, 0, nil, tcpHdr(1, 7000, config.RST)), false},
-		{"IPv4 TCP SYN+RST (Go decides)", ip4(a4, b4, protoTCP, 0, nil, tcpHdr(1, 7000, config.SYN|config.RST)), true},
-		{"IPv4 TCP any flags", ip4(a4, b4, protoTCP, 0, nil, tcpHdr(1, 8000, config.ACK|config.PSH)), true},
-		{"IPv4 TCP other port", ip4(a4, b4, protoTCP, 0, nil, tcpHdr(1, 7001, config.SYN)), false},
-		{"IPv4 TCP to a UDP port", ip4(a4, b4, protoTCP, 0, nil, tcpHdr(1, 9000, config.SYN)), false},
-		{"IPv4 TCP source port is a knock port", ip4(a4, b4, protoTCP, 0, nil, tcpHdr(7000, 22, config.SYN)), false},
+		{"IPv4 TCP SYN+FIN", ip4(a4, b4, protoTCP, 0, nil, tcpHdr(1, 7000, wire.SYN|wire.FIN)), true},
+		{"IPv4 TCP SYN+ACK", ip4(a4, b4, protoTCP, 0, nil, tcpHdr(1, 7000, wire.SYN|wire.ACK)), false},
+		{"IPv4 TCP ACK", ip4(a4, b4, protoTCP, 0, nil, tcpHdr(1, 7000, wire.ACK)), false},
+		{"IPv4 TCP RST", ip4(a4, b4, protoTCP, 0, nil, tcpHdr(1, 7000, wire.RST)), false},
+		{"IPv4 TCP SYN+RST (Go decides)", ip4(a4, b4, protoTCP, 0, nil, tcpHdr(1, 7000, wire.SYN|wire.RST)), true},
+		{"IPv4 TCP any flags", ip4(a4, b4, protoTCP, 0, nil, tcpHdr(1, 8000, wire.ACK|wire.PSH)), true},
+		{"IPv4 TCP other port", ip4(a4, b4, protoTCP, 0, nil, tcpHdr(1, 7001, wire.SYN)), false},
+		{"IPv4 TCP to a UDP port", ip4(a4, b4, protoTCP, 0, nil, tcpHdr(1, 9000, wire.SYN)), false},
+		{"IPv4 TCP source port is a knock port", ip4(a4, b4, protoTCP, 0, nil, tcpHdr(7000, 22, wire.SYN)), false},
 		{"IPv4 UDP", ip4(a4, b4, protoUDP, 0, nil, udp), true},
 		{"IPv4 UDP 9001", ip4(a4, b4, protoUDP, 0, nil, udpHdr(1, 9001, nil)), true},
 		{"IPv4 UDP other port", ip4(a4, b4, protoUDP, 0, nil, udpHdr(1, 9002, nil)), false},
 		{"IPv4 UDP to a TCP port", ip4(a4, b4, protoUDP, 0, nil, udpHdr(1, 8000, nil)), false},
 		{"IPv4 with options", ip4(a4, b4, protoTCP, 0, []byte{0x94, 4, 0, 0, 1, 1, 1, 0}, syn), true},
-		{"IPv4 with options, other port", ip4(a4, b4, protoTCP, 0, []byte{0x94, 4, 0, 0, 1, 1, 1, 0}, tcpHdr(1, 7001, config.SYN)), false},
+		{"IPv4 with options, other port", ip4(a4, b4, protoTCP, 0, []byte{0x94, 4, 0, 0, 1, 1, 1, 0}, tcpHdr(1, 7001, wire.SYN)), false},
 		{"IPv4 first fragment", ip4(a4, b4, protoUDP, 0x2000, nil, udp), true},
 		{"IPv4 non-first fragment", ip4(a4, b4, protoUDP, 0x0001, nil, udp), false},
 		{"IPv4 last fragment", ip4(a4, b4, protoUDP, 0x0100, nil, udp), false},
@@ -58,12 +59,12 @@ func filterCases() []filterCase {
 		{"IPv4 truncated TCP", ip4(a4, b4, protoTCP, 0, nil, syn[:3]), false},
 		{"IPv4 truncated before the flags", ip4(a4, b4, protoTCP, 0, nil, syn[:13]), false},
 		{"IPv6 TCP SYN", ip6(a6, b6, protoTCP, nil, syn), true},
-		{"IPv6 TCP ACK", ip6(a6, b6, protoTCP, nil, tcpHdr(1, 7000, config.ACK)), false},
-		{"IPv6 TCP other port", ip6(a6, b6, protoTCP, nil, tcpHdr(1, 22, config.SYN)), false},
+		{"IPv6 TCP ACK", ip6(a6, b6, protoTCP, nil, tcpHdr(1, 7000, wire.ACK)), false},
+		{"IPv6 TCP other port", ip6(a6, b6, protoTCP, nil, tcpHdr(1, 22, wire.SYN)), false},
 		{"IPv6 UDP", ip6(a6, b6, protoUDP, nil, udp), true},
 		{"IPv6 UDP other port", ip6(a6, b6, protoUDP, nil, udpHdr(1, 53, nil)), false},
 		{"IPv6 ICMPv6", ip6(a6, b6, 58, nil, []byte{128, 0, 0, 0, 0, 1, 0, 1}), false},
-		{"IPv6 hop-by-hop (for Go)", ip6(a6, b6, 0, optHdr(protoTCP), tcpHdr(1, 22, config.SYN)), true},
+		{"IPv6 hop-by-hop (for Go)", ip6(a6, b6, 0, optHdr(protoTCP), tcpHdr(1, 22, wire.SYN)), true},
 		{"IPv6 fragment header (for Go)", ip6(a6, b6, 44, fragHdr(protoUDP, 0, true), udp), true},
 		{"IPv6 hop-by-hop and fragment (for Go)", ip6(a6, b6, 0, cat(optHdr(44), fragHdr(protoUDP, 0, true)), udp), true},
 		{"IPv6 destination options (for Go)", ip6(a6, b6, 60, optHdr(protoUDP), udp), true},
@@ -133,8 +134,8 @@ func TestProgramPrologue(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	v4 := ip4(a4, b4, protoTCP, 0, nil, tcpHdr(1, 7000, config.SYN))
-	v6 := ip6(a6, b6, protoTCP, nil, tcpHdr(1, 7000, config.SYN))
+	v4 := ip4(a4, b4, protoTCP, 0, nil, tcpHdr(1, 7000, wire.SYN))
+	v6 := ip6(a6, b6, protoTCP, nil, tcpHdr(1, 7000, wire.SYN))
 	tests := []struct {
 		name     string
 		prog     []bpf.Instruction
@@ -186,9 +187,9 @@ func TestProgramNoPorts(t *testing.T) {
 }
 
 func TestProgramOnlyOneProtocol(t *testing.T) {
-	tcpOnly := capture.Spec{Ports: []capture.Port{{Proto: config.TCP, Port: 9000}}}
-	udpOnly := capture.Spec{Ports: []capture.Port{{Proto: config.UDP, Port: 9000}}}
-	tcp := ip4(a4, b4, protoTCP, 0, nil, tcpHdr(1, 9000, config.SYN))
+	tcpOnly := capture.Spec{Ports: []capture.Port{{Proto: wire.TCP, Port: 9000}}}
+	udpOnly := capture.Spec{Ports: []capture.Port{{Proto: wire.UDP, Port: 9000}}}
+	tcp := ip4(a4, b4, protoTCP, 0, nil, tcpHdr(1, 9000, wire.SYN))
 	udp := ip4(a4, b4, protoUDP, 0, nil, udpHdr(1, 9000, nil))
 	for _, tt := range []struct {
 		spec   capture.Spec
@@ -220,13 +221,13 @@ func TestProgramBadProtocol(t *testing.T) {
 // instructions go through trampolines.
 func TestProgramManyPorts(t *testing.T) {
 	var spec capture.Spec
-	flagSets := []config.Flags{{}, {Set: config.SYN}, {Set: config.SYN, Unset: config.ACK}, {Unset: config.RST}, {Set: config.FIN | config.URG}}
+	flagSets := []wire.FlagFilter{{}, {Set: wire.SYN}, {Set: wire.SYN, Unset: wire.ACK}, {Unset: wire.RST}, {Set: wire.FIN | wire.URG}}
 	for i := range 1024 {
-		p := capture.Port{Proto: config.TCP, Port: uint16(1000 + 3*i)}
+		p := capture.Port{Proto: wire.TCP, Port: uint16(1000 + 3*i)}
 		if i%2 == 1 {
-			p.Proto = config.UDP
+			p.Proto = wire.UDP
 		} else {
-			p.Flags = []config.Flags{flagSets[(i/2)%len(flagSets)]}
+			p.Flags = []wire.FlagFilter{flagSets[(i/2)%len(flagSets)]}
 		}
 		spec.Ports = append(spec.Ports, p)
 	}
@@ -262,7 +263,7 @@ func TestProgramManyPorts(t *testing.T) {
 			want := delta == 0
 			var pkts [][]byte
 			var flags uint8
-			if p.Proto == config.TCP {
+			if p.Proto == wire.TCP {
 				f := p.Flags[0]
 				flags = f.Set
 				pkts = append(pkts, ip4(a4, b4, protoTCP, 0, nil, tcpHdr(1, port, flags)), ip6(a6, b6, protoTCP, nil, tcpHdr(1, port, flags)))
@@ -274,7 +275,7 @@ func TestProgramManyPorts(t *testing.T) {
 					t.Fatalf("port %d (%d: %v %d %v): accepted = %v, want %v", port, i, p.Proto, p.Port, p.Flags, got, want)
 				}
 			}
-			if p.Proto == config.TCP && delta == 0 && p.Flags[0] != (config.Flags{}) {
+			if p.Proto == wire.TCP && delta == 0 && p.Flags[0] != (wire.FlagFilter{}) {
 				// The same port with the flags the door refuses.
 				f := p.Flags[0]
 				bad := (flags | f.Unset) &^ f.Set
@@ -289,7 +290,7 @@ func TestProgramManyPorts(t *testing.T) {
 func TestProgramTooLong(t *testing.T) {
 	var spec capture.Spec
 	for i := range 4000 {
-		spec.Ports = append(spec.Ports, capture.Port{Proto: config.UDP, Port: uint16(2 * i)})
+		spec.Ports = append(spec.Ports, capture.Port{Proto: wire.UDP, Port: uint16(2 * i)})
 	}
 	if _, err := Program(spec); err == nil {
 		t.Fatal("Program built a program for 4000 ports")
@@ -342,7 +343,7 @@ func TestProgramDifferential(t *testing.T) {
 func TestProgramFlagsFallback(t *testing.T) {
 	var spec capture.Spec
 	for i := range 1024 {
-		spec.Ports = append(spec.Ports, capture.Port{Proto: config.TCP, Port: uint16(2 + 61*i), Flags: []config.Flags{{Set: uint8(i % 64), Unset: uint8((i/64)%64) &^ uint8(i%64)}}})
+		spec.Ports = append(spec.Ports, capture.Port{Proto: wire.TCP, Port: uint16(2 + 61*i), Flags: []wire.FlagFilter{{Set: uint8(i % 64), Unset: uint8((i/64)%64) &^ uint8(i%64)}}})
 	}
 	prog := fallbackProgram(t, spec)
 	for _, p := range spec.Ports[:100] {

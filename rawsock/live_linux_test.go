@@ -20,12 +20,13 @@ import (
 	"testing"
 	"time"
 
-	"github.com/knock-go/knock/capture"
-	"github.com/knock-go/knock/capture/capturetest"
-	"github.com/knock-go/knock/config"
-	"github.com/knock-go/knock/internal/netlab"
 	"github.com/mdlayher/packet"
 	"golang.org/x/sys/unix"
+
+	"github.com/knock-go/knock/capture"
+	"github.com/knock-go/knock/capture/capturetest"
+	"github.com/knock-go/knock/internal/netlab"
+	"github.com/knock-go/knock/wire"
 )
 
 // The live tests run the source on real sockets. They need CAP_NET_RAW
@@ -40,15 +41,9 @@ var liveSeq atomic.Int32
 
 func needLive(t *testing.T) {
 	t.Helper()
-	netlab.Require(t)
+	netlab.Require(t) // root, the ip command: what namespaces need
 	if err := Available(); err != nil {
 		t.Skipf("skipping live test: cannot open packet sockets: %v", err)
-	}
-	if _, err := exec.LookPath("ip"); err != nil {
-		t.Skip("skipping live test: the ip command is missing")
-	}
-	if os.Geteuid() != 0 {
-		t.Skip("skipping live test: creating network namespaces needs root")
 	}
 }
 
@@ -325,7 +320,7 @@ func (r *running) until(t *testing.T, what string, send func(), ok func(capture.
 func (r *running) mark(t *testing.T, send func(netip.Addr, uint16), addr netip.Addr) []capture.Event {
 	t.Helper()
 	return r.until(t, "marker to "+addr.String(), func() { send(addr, markPort) }, func(ev capture.Event) bool {
-		return ev.Proto == config.UDP && ev.Port == markPort && ev.Dst == addr
+		return ev.Proto == wire.UDP && ev.Port == markPort && ev.Dst == addr
 	})
 }
 
@@ -343,10 +338,10 @@ const (
 func liveSpec(ifaces []string) capture.Spec {
 	return capture.Spec{
 		Ports: []capture.Port{
-			{Proto: config.TCP, Port: portSyn, Flags: []config.Flags{{Set: config.SYN, Unset: config.ACK}}},
-			{Proto: config.TCP, Port: portAny, Flags: []config.Flags{{}}},
-			{Proto: config.UDP, Port: portUDP},
-			{Proto: config.UDP, Port: markPort},
+			{Proto: wire.TCP, Port: portSyn, Flags: []wire.FlagFilter{{Set: wire.SYN, Unset: wire.ACK}}},
+			{Proto: wire.TCP, Port: portAny, Flags: []wire.FlagFilter{{}}},
+			{Proto: wire.UDP, Port: portUDP},
+			{Proto: wire.UDP, Port: markPort},
 		},
 		Interfaces: ifaces,
 	}
@@ -415,9 +410,9 @@ func testLiveAllInterfaces(t *testing.T) {
 		e.dial(e.host4, portOther) // not watched
 		e.udp(e.host4, portUDP)    // reported
 		// Wrong flags, dropped by the filter.
-		e.raw(ip4(p, h, protoTCP, 0, nil, tcpHdr(1, portSyn, config.ACK)))
+		e.raw(ip4(p, h, protoTCP, 0, nil, tcpHdr(1, portSyn, wire.ACK)))
 		// IPv4 options: reported.
-		e.raw(ip4(p, h, protoTCP, 0, []byte{0x94, 4, 0, 0}, tcpHdr(2, portSyn, config.SYN)))
+		e.raw(ip4(p, h, protoTCP, 0, []byte{0x94, 4, 0, 0}, tcpHdr(2, portSyn, wire.SYN)))
 		// A non-first fragment.
 		e.raw(ip4(p, h, protoUDP, 0x0010, nil, udpHdr(3, portUDP, nil)))
 		// Sent to this host's MAC, but not to one of its addresses.
@@ -427,9 +422,9 @@ func testLiveAllInterfaces(t *testing.T) {
 
 		got := r.mark(t, e.udp, e.host4)
 		sameEvents(t, "IPv4", got, []capture.Event{
-			{Src: e.peer4, Dst: e.host4, Port: portSyn, Proto: config.TCP, Flags: config.SYN},
-			{Src: e.peer4, Dst: e.host4, Port: portUDP, Proto: config.UDP},
-			{Src: e.peer4, Dst: e.host4, Port: portSyn, Proto: config.TCP, Flags: config.SYN},
+			{Src: e.peer4, Dst: e.host4, Port: portSyn, Proto: wire.TCP, Flags: wire.SYN},
+			{Src: e.peer4, Dst: e.host4, Port: portUDP, Proto: wire.UDP},
+			{Src: e.peer4, Dst: e.host4, Port: portSyn, Proto: wire.TCP, Flags: wire.SYN},
 		})
 	})
 
@@ -444,13 +439,13 @@ func testLiveAllInterfaces(t *testing.T) {
 		e.raw(ip6(p, h, 44, fragHdr(protoUDP, 8, false), udpHdr(6, portUDP, nil)))
 		// Wrong flags behind an extension header: the filter keeps it,
 		// Go drops it.
-		e.raw(ip6(p, h, 60, optHdr(protoTCP), tcpHdr(7, portSyn, config.SYN|config.ACK)))
+		e.raw(ip6(p, h, 60, optHdr(protoTCP), tcpHdr(7, portSyn, wire.SYN|wire.ACK)))
 
 		got := r.mark(t, e.udp, e.host6)
 		sameEvents(t, "IPv6", got, []capture.Event{
-			{Src: e.peer6, Dst: e.host6, Port: portSyn, Proto: config.TCP, Flags: config.SYN},
-			{Src: e.peer6, Dst: e.host6, Port: portUDP, Proto: config.UDP},
-			{Src: e.peer6, Dst: e.host6, Port: portUDP, Proto: config.UDP},
+			{Src: e.peer6, Dst: e.host6, Port: portSyn, Proto: wire.TCP, Flags: wire.SYN},
+			{Src: e.peer6, Dst: e.host6, Port: portUDP, Proto: wire.UDP},
+			{Src: e.peer6, Dst: e.host6, Port: portUDP, Proto: wire.UDP},
 		})
 	})
 
@@ -479,13 +474,13 @@ func testLiveAllInterfaces(t *testing.T) {
 					mine = append(mine, ev)
 				}
 			}
-			sameEvents(t, lo.String(), mine, []capture.Event{{Src: lo, Dst: lo, Port: portAny, Proto: config.TCP, Flags: config.SYN}})
+			sameEvents(t, lo.String(), mine, []capture.Event{{Src: lo, Dst: lo, Port: portAny, Proto: wire.TCP, Flags: wire.SYN}})
 		}
 	})
 
 	t.Run("Update", func(t *testing.T) {
 		spec := liveSpec(nil)
-		spec.Ports = append(spec.Ports, capture.Port{Proto: config.UDP, Port: portNew})
+		spec.Ports = append(spec.Ports, capture.Port{Proto: wire.UDP, Port: portNew})
 		spec.Ports = spec.Ports[1:] // no more portSyn
 		if err := r.src.Update(spec); err != nil {
 			t.Fatal(err)
@@ -493,7 +488,7 @@ func testLiveAllInterfaces(t *testing.T) {
 		e.dial(e.host4, portSyn)
 		e.udp(e.host4, portNew)
 		got := r.mark(t, e.udp, e.host4)
-		sameEvents(t, "after Update", got, []capture.Event{{Src: e.peer4, Dst: e.host4, Port: portNew, Proto: config.UDP}})
+		sameEvents(t, "after Update", got, []capture.Event{{Src: e.peer4, Dst: e.host4, Port: portNew, Proto: wire.UDP}})
 	})
 
 	st := r.src.Stats()
@@ -516,7 +511,7 @@ func TestLiveNamedInterface(t *testing.T) {
 	// It appears.
 	e.createVeth()
 	knock := func(ev capture.Event) bool {
-		return ev.Src == e.peer4 && ev.Dst == e.host4 && ev.Port == portSyn && ev.Flags == config.SYN
+		return ev.Src == e.peer4 && ev.Dst == e.host4 && ev.Port == portSyn && ev.Flags == wire.SYN
 	}
 	r.until(t, "a knock after the interface appeared", func() { e.dial(e.host4, portSyn) }, knock)
 	if !r.logged("attached to interface " + e.host) {
@@ -566,7 +561,7 @@ func TestLiveNamedInterface(t *testing.T) {
 	for len(got) > 0 && got[0].Dst == newAddr && got[0].Port == portUDP && len(got) > 1 {
 		got = got[1:] // repeats of the retried knock above
 	}
-	sameEvents(t, "after the address change", got, []capture.Event{{Src: e.peer4, Dst: newAddr, Port: portUDP, Proto: config.UDP}})
+	sameEvents(t, "after the address change", got, []capture.Event{{Src: e.peer4, Dst: newAddr, Port: portUDP, Proto: wire.UDP}})
 
 	// Gone for good: Run carries on until its context ends.
 	e.deleteVeth()
@@ -604,8 +599,10 @@ func TestLiveCloseEndsRun(t *testing.T) {
 	}
 }
 
-// TestLiveRunAgain checks that Run can be called again after it returned.
-func TestLiveRunAgain(t *testing.T) {
+// TestLiveRunServesOnce checks capture.Source's lifecycle: when Run
+// returns the source is closed, so a second Run and an Update fail, and
+// Close after it is a no-op.
+func TestLiveRunServesOnce(t *testing.T) {
 	if !isolated(t) {
 		return
 	}
@@ -615,16 +612,15 @@ func TestLiveRunAgain(t *testing.T) {
 	r.mark(t, e.udp, e.host4)
 	r.stop(t)
 
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- r.src.Run(ctx, r.batches) }()
-	defer func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("second Run: %v", err)
-		}
-	}()
-	r.mark(t, e.udp, e.host4)
+	if err := r.src.Run(context.Background(), r.batches); err == nil {
+		t.Error("a second Run returned nil")
+	}
+	if err := r.src.Update(liveSpec(nil)); err == nil {
+		t.Error("Update after Run returned nil")
+	}
+	if err := r.src.Close(); err != nil {
+		t.Errorf("Close after Run: %v", err)
+	}
 }
 
 // withoutCapNetRaw runs fn on a thread whose effective capabilities lack
@@ -697,7 +693,7 @@ func TestLiveOnce(t *testing.T) {
 	t.Run("bridge", func(t *testing.T) {
 		e.dial(e.host4, portSyn)
 		got := r.mark(t, e.udp, e.host4)
-		sameEvents(t, "through the bridge", got, []capture.Event{{Src: e.peer4, Dst: e.host4, Port: portSyn, Proto: config.TCP, Flags: config.SYN}})
+		sameEvents(t, "through the bridge", got, []capture.Event{{Src: e.peer4, Dst: e.host4, Port: portSyn, Proto: wire.TCP, Flags: wire.SYN}})
 	})
 
 	t.Run("VLAN", func(t *testing.T) {
@@ -719,7 +715,7 @@ func TestLiveOnce(t *testing.T) {
 
 		e.dial(vhost, portSyn)
 		got := r.mark(t, e.udp, vhost)
-		sameEvents(t, "through the VLAN", got, []capture.Event{{Src: vpeer, Dst: vhost, Port: portSyn, Proto: config.TCP, Flags: config.SYN}})
+		sameEvents(t, "through the VLAN", got, []capture.Event{{Src: vpeer, Dst: vhost, Port: portSyn, Proto: wire.TCP, Flags: wire.SYN}})
 	})
 }
 
@@ -813,7 +809,7 @@ func TestLiveRingWraps(t *testing.T) {
 	const first, ports = 20000, 200
 	spec := liveSpec(nil)
 	for p := uint16(first); p < first+ports; p++ {
-		spec.Ports = append(spec.Ports, capture.Port{Proto: config.UDP, Port: p})
+		spec.Ports = append(spec.Ports, capture.Port{Proto: wire.UDP, Port: p})
 	}
 	slices.SortFunc(spec.Ports, func(a, b capture.Port) int {
 		return cmp.Or(cmp.Compare(a.Proto, b.Proto), cmp.Compare(a.Port, b.Port))
@@ -900,11 +896,11 @@ func TestLiveRingWraps(t *testing.T) {
 		}
 		r.mark(t, e.udp, e.host6)
 		before := r.src.Stats()
-		e.raw(ip6(p, h, 60, destOpts(120), tcpHdr(8, portSyn, config.SYN)))
-		e.raw(ip6(p, h, 60, destOpts(128), tcpHdr(9, portSyn, config.SYN)))
+		e.raw(ip6(p, h, 60, destOpts(120), tcpHdr(8, portSyn, wire.SYN)))
+		e.raw(ip6(p, h, 60, destOpts(128), tcpHdr(9, portSyn, wire.SYN)))
 		got := r.mark(t, e.udp, e.host6)
 		sameEvents(t, "IPv6 with long extension headers", got, []capture.Event{
-			{Src: e.peer6, Dst: e.host6, Port: portSyn, Proto: config.TCP, Flags: config.SYN},
+			{Src: e.peer6, Dst: e.host6, Port: portSyn, Proto: wire.TCP, Flags: wire.SYN},
 		})
 		if n := r.src.Stats().Malformed - before.Malformed; n != 1 {
 			t.Errorf("%d malformed, want 1", n)

@@ -5,7 +5,7 @@ import (
 	"testing"
 
 	"github.com/knock-go/knock/capture"
-	"github.com/knock-go/knock/config"
+	"github.com/knock-go/knock/wire"
 )
 
 // TestLiveSources attaches a filter with source tests to real sockets:
@@ -40,14 +40,14 @@ func TestLiveSources(t *testing.T) {
 	spoofed6 := netip.AddrFrom16(b6).String()
 	h4, h6 := e.host4.String(), e.host6.String()
 
-	e.udp(e.host4, portUDP)                                                        // reported
-	e.raw(ip4(spoofed4, h4, protoUDP, 0, nil, udpHdr(1, portUDP, nil)))            // outside: dropped
-	e.dial(e.host4, portSyn)                                                       // the peer is outside: dropped
-	e.raw(ip4("198.18.0.1", h4, protoTCP, 0, nil, tcpHdr(2, portSyn, config.SYN))) // inside: reported
+	e.udp(e.host4, portUDP)                                                      // reported
+	e.raw(ip4(spoofed4, h4, protoUDP, 0, nil, udpHdr(1, portUDP, nil)))          // outside: dropped
+	e.dial(e.host4, portSyn)                                                     // the peer is outside: dropped
+	e.raw(ip4("198.18.0.1", h4, protoTCP, 0, nil, tcpHdr(2, portSyn, wire.SYN))) // inside: reported
 	got := r.mark(t, e.udp, e.host4)
 	sameEvents(t, "IPv4", got, []capture.Event{
-		{Src: e.peer4, Dst: e.host4, Port: portUDP, Proto: config.UDP},
-		{Src: netip.MustParseAddr("198.18.0.1"), Dst: e.host4, Port: portSyn, Proto: config.TCP, Flags: config.SYN},
+		{Src: e.peer4, Dst: e.host4, Port: portUDP, Proto: wire.UDP},
+		{Src: netip.MustParseAddr("198.18.0.1"), Dst: e.host4, Port: portSyn, Proto: wire.TCP, Flags: wire.SYN},
 	})
 
 	e.udp(e.host6, portUDP)                                          // reported
@@ -55,6 +55,6 @@ func TestLiveSources(t *testing.T) {
 	e.dial(e.host6, portSyn)                                         // no IPv6 source at all: dropped
 	got = r.mark(t, e.udp, e.host6)
 	sameEvents(t, "IPv6", got, []capture.Event{
-		{Src: e.peer6, Dst: e.host6, Port: portUDP, Proto: config.UDP},
+		{Src: e.peer6, Dst: e.host6, Port: portUDP, Proto: wire.UDP},
 	})
 }

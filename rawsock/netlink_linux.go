@@ -4,319 +4,318 @@ package rawsock
 
 import (
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
-	"net/netip"
-	"os"
+	"math"
+	"runtime"
+	"sync"
+	"time"
 
-	"github.com/mdlayher/socket"
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 )
 
-// rtnl is a NETLINK_ROUTE socket that hears of every link and address
-// change, and can ask for the full tables.
+// rtnl follows the host's links and addresses through
+// github.com/vishvananda/netlink: two subscriptions hear of every change,
+// and a handle reads the full tables.
+//
+// Everything is bound to the network namespace of the thread that called
+// openRTNL, also when the tables are read again later from another
+// goroutine (whose thread may be in another namespace).
 type rtnl struct {
-	c   *socket.Conn
-	pid uint32 // the port ID the kernel gave the socket
-	seq uint32
-	buf []byte
+	ns  netns.NsHandle  // the namespace of openRTNL's thread; netns.None() if unknown
+	h   *netlink.Handle // reads the tables; its socket is bound to ns
+	out []nlMsg         // what recv returned last
+
+	// mu guards sub and closed: Close may come from another goroutine
+	// while the watcher waits in recv or subscribes again in sync.
+	mu     sync.Mutex
+	sub    *subscription // nil after a loss, until sync
+	closed bool
 }
+
+// subscription is one pair of link and address subscriptions. When
+// either ends (the socket failed, a notice was lost or could not be
+// read), the whole pair is dropped and the tables are read again.
+type subscription struct {
+	done  chan struct{}
+	links chan netlink.LinkUpdate
+	addrs chan netlink.AddrUpdate
+	errc  chan error // the first error the library reported
+}
+
+// subscriptionQueue is how many notices of each kind wait for the
+// watcher; the kernel queues more in the socket (rtnlReadBuffer).
+const subscriptionQueue = 64
+
+// rtnlReadBuffer is the receive buffer of each subscription: a burst of
+// changes (a VPN coming up, a container host) must not overflow it; if
+// it does anyway, the tables are read again.
+const rtnlReadBuffer = 1 << 20
+
+// rtnlTimeout bounds one table read.
+const rtnlTimeout = 10 * time.Second
 
 func openRTNL() (*rtnl, error) {
-	c, err := socket.Socket(unix.AF_NETLINK, unix.SOCK_RAW, unix.NETLINK_ROUTE, "rtnetlink", nil)
+	ns, err := netns.Get()
 	if err != nil {
+		// Without /proc the thread's namespace cannot be named; the
+		// daemon's threads all share one, so the current one will do.
+		ns = netns.None()
+	}
+	h, err := netlink.NewHandle(unix.NETLINK_ROUTE)
+	if err != nil {
+		ns.Close()
 		return nil, fmt.Errorf("rawsock: opening rtnetlink socket: %w", err)
 	}
-	err = c.Bind(&unix.SockaddrNetlink{
-		Family: unix.AF_NETLINK,
-		Groups: unix.RTMGRP_LINK | unix.RTMGRP_IPV4_IFADDR | unix.RTMGRP_IPV6_IFADDR,
-	})
-	if err != nil {
-		c.Close()
-		return nil, fmt.Errorf("rawsock: binding rtnetlink socket: %w", err)
+	if err := h.SetSocketTimeout(rtnlTimeout); err != nil {
+		h.Close()
+		ns.Close()
+		return nil, fmt.Errorf("rawsock: rtnetlink socket timeout: %w", err)
 	}
-	// A burst of changes (a VPN coming up, a container host) must not
-	// overflow the queue; if it does anyway, the tables are read again.
-	_ = c.SetReadBuffer(1 << 20)
-	sa, err := c.Getsockname()
-	if err != nil {
-		c.Close()
-		return nil, fmt.Errorf("rawsock: rtnetlink socket name: %w", err)
+	n := &rtnl{ns: ns, h: h}
+	// This thread is in ns already: subscribing here needs no switch
+	// (and no privilege to make one).
+	if err := n.subscribe(false); err != nil {
+		n.Close()
+		return nil, err
 	}
-	sn, ok := sa.(*unix.SockaddrNetlink)
-	if !ok {
-		c.Close()
-		return nil, fmt.Errorf("rawsock: rtnetlink socket name is a %T", sa)
-	}
-	return &rtnl{c: c, pid: sn.Pid, buf: make([]byte, 1<<16)}, nil
+	return n, nil
 }
 
-func (n *rtnl) Close() error { return n.c.Close() }
-
-// dump asks for the whole table of typ (RTM_GETLINK or RTM_GETADDR) and
-// returns the request's sequence number.
-func (n *rtnl) dump(ctx context.Context, typ uint16) (uint32, error) {
-	n.seq++
-	bodyLen := unix.SizeofIfInfomsg
-	if typ == unix.RTM_GETADDR {
-		bodyLen = unix.SizeofIfAddrmsg
+// subscribe replaces the subscriptions. inNS switches into n.ns to
+// open them, for callers on a thread that may be elsewhere.
+func (n *rtnl) subscribe(inNS bool) error {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.closed {
+		return errors.New("rawsock: rtnetlink is closed")
 	}
-	b := make([]byte, unix.SizeofNlMsghdr+bodyLen) // family AF_UNSPEC: all
-	binary.NativeEndian.PutUint32(b[0:4], uint32(len(b)))
-	binary.NativeEndian.PutUint16(b[4:6], typ)
-	binary.NativeEndian.PutUint16(b[6:8], unix.NLM_F_REQUEST|unix.NLM_F_DUMP)
-	binary.NativeEndian.PutUint32(b[8:12], n.seq)
-	err := n.c.Sendto(ctx, b, 0, &unix.SockaddrNetlink{Family: unix.AF_NETLINK})
+	n.unsubscribeLocked()
+	s := &subscription{
+		done:  make(chan struct{}),
+		links: make(chan netlink.LinkUpdate, subscriptionQueue),
+		addrs: make(chan netlink.AddrUpdate, subscriptionQueue),
+		errc:  make(chan error, 1),
+	}
+	report := func(err error) {
+		select {
+		case s.errc <- err:
+		default:
+		}
+	}
+	var ns *netns.NsHandle
+	if inNS && n.ns.IsOpen() {
+		// Switching needs CAP_SYS_ADMIN, which a daemon with only the
+		// capabilities of its job lacks: switch only when this thread
+		// is elsewhere, and stay on it until the sockets are open.
+		runtime.LockOSThread()
+		defer runtime.UnlockOSThread()
+		cur, err := netns.Get()
+		if err != nil || !cur.Equal(n.ns) {
+			ns = &n.ns
+		}
+		cur.Close()
+	}
+	err := netlink.LinkSubscribeWithOptions(s.links, s.done, netlink.LinkSubscribeOptions{
+		Namespace:         ns,
+		ErrorCallback:     report,
+		ReceiveBufferSize: rtnlReadBuffer,
+	})
 	if err != nil {
-		return 0, fmt.Errorf("rtnetlink dump request: %w", err)
+		close(s.done)
+		return fmt.Errorf("rawsock: subscribing to rtnetlink link changes: %w", err)
 	}
-	return n.seq, nil
+	err = netlink.AddrSubscribeWithOptions(s.addrs, s.done, netlink.AddrSubscribeOptions{
+		Namespace:         ns,
+		ErrorCallback:     report,
+		ReceiveBufferSize: rtnlReadBuffer,
+	})
+	if err != nil {
+		// Only the link subscription runs: its channel alone will
+		// close.
+		close(s.done)
+		go func() {
+			for range s.links {
+			}
+		}()
+		return fmt.Errorf("rawsock: subscribing to rtnetlink address changes: %w", err)
+	}
+	n.sub = s
+	return nil
+}
+
+func (n *rtnl) unsubscribeLocked() {
+	if n.sub != nil {
+		n.sub.stop()
+		n.sub = nil
+	}
+}
+
+// stop closes the subscription's sockets and lets the library's
+// goroutines, which may be blocked handing over a notice, run to their
+// end.
+func (s *subscription) stop() {
+	close(s.done)
+	go func() {
+		for range s.links {
+		}
+	}()
+	go func() {
+		for range s.addrs {
+		}
+	}()
+}
+
+func (n *rtnl) Close() error {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.closed {
+		return nil
+	}
+	n.closed = true
+	n.unsubscribeLocked()
+	n.h.Close()
+	n.ns.Close()
+	return nil
+}
+
+// current returns the subscription in use, nil after a loss.
+func (n *rtnl) current() *subscription {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.sub
 }
 
 // errOverrun means notifications were lost: the tables must be read
 // again.
 var errOverrun = errors.New("rawsock: rtnetlink queue overrun")
 
-// recv returns the next batch of messages. They are valid until the next
-// call.
+// recvBatch is the most notices recv returns at once.
+const recvBatch = 256
+
+// recv waits for the next change and returns it with the others already
+// waiting. The slice is valid until the next call. After errOverrun,
+// sync must be called before recv again.
 func (n *rtnl) recv(ctx context.Context) ([]nlMsg, error) {
-	nr, _, err := n.c.Recvfrom(ctx, n.buf, 0)
-	if errors.Is(err, unix.ENOBUFS) {
+	s := n.current()
+	if s == nil {
 		return nil, errOverrun
 	}
-	if err != nil {
+	n.out = n.out[:0]
+	select {
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	case err := <-s.errc:
+		return nil, n.lost(s, err)
+	case u, ok := <-s.links:
+		if !ok {
+			return nil, n.lost(s, nil)
+		}
+		n.out = append(n.out, nlMsg{link: &u})
+	case u, ok := <-s.addrs:
+		if !ok {
+			return nil, n.lost(s, nil)
+		}
+		n.out = append(n.out, nlMsg{addr: &u})
+	}
+	if err := n.drain(s, func(m nlMsg) { n.out = append(n.out, m) }, recvBatch); err != nil {
 		return nil, err
 	}
-	msgs, ok := parseNetlink(n.buf[:nr])
-	if !ok {
-		// A batch we cannot parse is as good as lost.
-		return nil, errOverrun
-	}
-	return msgs, nil
+	return n.out, nil
 }
 
-// nlMsg is one netlink message.
-type nlMsg struct {
-	typ, flags uint16
-	seq, pid   uint32
-	data       []byte // the payload after the header
-}
-
-// parseNetlink splits a datagram into messages.
-func parseNetlink(b []byte) ([]nlMsg, bool) {
-	var msgs []nlMsg
-	for len(b) >= unix.SizeofNlMsghdr {
-		l := int(binary.NativeEndian.Uint32(b[0:4]))
-		if l < unix.SizeofNlMsghdr || l > len(b) {
-			return nil, false
-		}
-		msgs = append(msgs, nlMsg{
-			typ:   binary.NativeEndian.Uint16(b[4:6]),
-			flags: binary.NativeEndian.Uint16(b[6:8]),
-			seq:   binary.NativeEndian.Uint32(b[8:12]),
-			pid:   binary.NativeEndian.Uint32(b[12:16]),
-			data:  b[unix.SizeofNlMsghdr:l],
-		})
-		al := (l + unix.NLMSG_ALIGNTO - 1) &^ (unix.NLMSG_ALIGNTO - 1)
-		if al >= len(b) {
-			break
-		}
-		b = b[al:]
-	}
-	return msgs, true
-}
-
-// netState is the host's links and addresses as rtnetlink told them.
-type netState struct {
-	links map[int32]linkInfo
-	addrs map[addrKey]struct{}
-}
-
-type linkInfo struct {
-	name string
-	up   bool
-}
-
-type addrKey struct {
-	index int32
-	addr  netip.Addr
-}
-
-func newNetState() *netState {
-	return &netState{links: map[int32]linkInfo{}, addrs: map[addrKey]struct{}{}}
-}
-
-// lookup returns the link named name.
-func (st *netState) lookup(name string) (index int32, l linkInfo, ok bool) {
-	for i, l := range st.links {
-		if l.name == name {
-			return i, l, true
-		}
-	}
-	return 0, linkInfo{}, false
-}
-
-// view returns the addresses as the readers use them.
-func (st *netState) view() *netView {
-	v := &netView{locals: make(map[netip.Addr]struct{}, len(st.addrs))}
-	for k := range st.addrs {
-		v.locals[k.addr] = struct{}{}
-	}
-	return v
-}
-
-// apply folds one message into st and reports what it changed.
-func (st *netState) apply(m *nlMsg) (linksChanged, addrsChanged bool) {
-	switch m.typ {
-	case unix.RTM_NEWLINK, unix.RTM_DELLINK:
-		if len(m.data) < unix.SizeofIfInfomsg {
-			return false, false
-		}
-		family := m.data[0]
-		index := int32(binary.NativeEndian.Uint32(m.data[4:8]))
-		flags := binary.NativeEndian.Uint32(m.data[8:12])
-		if family == unix.AF_BRIDGE {
-			// Bridge port notices, not about the link itself: a
-			// port leaving a bridge comes as an AF_BRIDGE DELLINK.
-			return false, false
-		}
-		if m.typ == unix.RTM_DELLINK {
-			delete(st.links, index)
-			for k := range st.addrs {
-				if k.index == index {
-					delete(st.addrs, k)
-					addrsChanged = true
-				}
+// drain hands the notices already waiting on s to f, at most max of
+// them.
+func (n *rtnl) drain(s *subscription, f func(nlMsg), max int) error {
+	for range max {
+		select {
+		case err := <-s.errc:
+			return n.lost(s, err)
+		case u, ok := <-s.links:
+			if !ok {
+				return n.lost(s, nil)
 			}
-			return true, addrsChanged
-		}
-		l := st.links[index]
-		if name, ok := attr(m.data[unix.SizeofIfInfomsg:], unix.IFLA_IFNAME); ok {
-			l.name = cString(name)
-		}
-		l.up = flags&unix.IFF_UP != 0
-		st.links[index] = l
-		return true, false
-
-	case unix.RTM_NEWADDR, unix.RTM_DELADDR:
-		if len(m.data) < unix.SizeofIfAddrmsg {
-			return false, false
-		}
-		index := int32(binary.NativeEndian.Uint32(m.data[4:8]))
-		attrs := m.data[unix.SizeofIfAddrmsg:]
-		// IFA_LOCAL is the local end of a point-to-point link, where
-		// IFA_ADDRESS is the peer; elsewhere only IFA_ADDRESS may be
-		// present.
-		a, ok := attr(attrs, unix.IFA_LOCAL)
-		if !ok {
-			a, ok = attr(attrs, unix.IFA_ADDRESS)
-		}
-		if !ok {
-			return false, false
-		}
-		addr, ok := netip.AddrFromSlice(a)
-		if !ok {
-			return false, false
-		}
-		k := addrKey{index, addr}
-		if m.typ == unix.RTM_NEWADDR {
-			if _, had := st.addrs[k]; had {
-				return false, false
+			f(nlMsg{link: &u})
+		case u, ok := <-s.addrs:
+			if !ok {
+				return n.lost(s, nil)
 			}
-			st.addrs[k] = struct{}{}
-			return false, true
-		}
-		if _, had := st.addrs[k]; !had {
-			return false, false
-		}
-		delete(st.addrs, k)
-		return false, true
-	}
-	return false, false
-}
-
-// attr returns the payload of the first route attribute of type typ in b.
-func attr(b []byte, typ uint16) ([]byte, bool) {
-	for len(b) >= unix.SizeofRtAttr {
-		l := int(binary.NativeEndian.Uint16(b[0:2]))
-		t := binary.NativeEndian.Uint16(b[2:4]) &^ unix.NLA_F_NESTED
-		if l < unix.SizeofRtAttr || l > len(b) {
-			return nil, false
-		}
-		if t == typ {
-			return b[unix.SizeofRtAttr:l], true
-		}
-		al := (l + unix.RTA_ALIGNTO - 1) &^ (unix.RTA_ALIGNTO - 1)
-		if al > len(b) {
-			return nil, false
-		}
-		b = b[al:]
-	}
-	return nil, false
-}
-
-func cString(b []byte) string {
-	for i, c := range b {
-		if c == 0 {
-			return string(b[:i])
+			f(nlMsg{addr: &u})
+		default:
+			return nil
 		}
 	}
-	return string(b)
+	return nil
 }
 
-// sync reads the link and address tables into a fresh netState.
-// Notifications that arrive in between are applied in order, so the
+// lost drops the subscription s, which failed or missed notices.
+func (n *rtnl) lost(s *subscription, err error) error {
+	n.mu.Lock()
+	if n.sub == s {
+		n.unsubscribeLocked()
+	}
+	n.mu.Unlock()
+	if err != nil {
+		return fmt.Errorf("%w: %v", errOverrun, err)
+	}
+	return errOverrun
+}
+
+// sync reads the link and address tables into a fresh netState,
+// subscribing again first if the subscriptions were dropped.
+// Notifications that arrived meanwhile are applied in order, so the
 // result is current when sync returns.
 func (n *rtnl) sync(ctx context.Context) (*netState, error) {
 	for {
-		st, err := n.trySync(ctx)
-		if errors.Is(err, errOverrun) {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		s := n.current()
+		if s == nil {
+			if err := n.subscribe(true); err != nil {
+				return nil, err
+			}
+			s = n.current()
+		}
+		st, err := n.trySync(s)
+		if errors.Is(err, errOverrun) || errors.Is(err, netlink.ErrDumpInterrupted) {
+			// The tables changed under the read, or notices
+			// were lost: read them again.
 			continue
 		}
 		return st, err
 	}
 }
 
-func (n *rtnl) trySync(ctx context.Context) (*netState, error) {
+func (n *rtnl) trySync(s *subscription) (*netState, error) {
+	if s == nil {
+		return nil, errors.New("rawsock: rtnetlink is closed")
+	}
+	links, err := n.h.LinkList()
+	if err != nil {
+		return nil, fmt.Errorf("rtnetlink link dump: %w", err)
+	}
+	addrs, err := n.h.AddrList(nil, netlink.FAMILY_ALL)
+	if err != nil {
+		return nil, fmt.Errorf("rtnetlink address dump: %w", err)
+	}
 	st := newNetState()
-	for _, typ := range []uint16{unix.RTM_GETLINK, unix.RTM_GETADDR} {
-		seq, err := n.dump(ctx, typ)
-		if err != nil {
-			return nil, err
+	for _, l := range links {
+		if a := l.Attrs(); a != nil {
+			st.setLink(int32(a.Index), a.Name, a.RawFlags)
 		}
-		done, interrupted := false, false
-		for !done {
-			msgs, err := n.recv(ctx)
-			if err != nil {
-				return nil, err
-			}
-			for i := range msgs {
-				m := &msgs[i]
-				// Notifications caused by another program's request carry
-				// its sequence number; the port ID tells ours apart.
-				ours := m.seq == seq && m.pid == n.pid
-				if ours && m.flags&unix.NLM_F_DUMP_INTR != 0 {
-					interrupted = true
-				}
-				switch {
-				case ours && m.typ == unix.NLMSG_DONE:
-					done = true
-				case ours && m.typ == unix.NLMSG_ERROR:
-					if len(m.data) >= 4 {
-						if e := -int32(binary.NativeEndian.Uint32(m.data[:4])); e != 0 {
-							return nil, fmt.Errorf("rtnetlink dump: %w", os.NewSyscallError("netlink", unix.Errno(e)))
-						}
-					}
-				default:
-					st.apply(m)
-				}
-			}
+	}
+	for _, a := range addrs {
+		if a.IPNet != nil {
+			st.applyAddr(&netlink.AddrUpdate{LinkAddress: *a.IPNet, LinkIndex: a.LinkIndex, NewAddr: true})
 		}
-		if interrupted {
-			// The table changed under the dump; read it again.
-			return nil, errOverrun
-		}
+	}
+	// Changes since the subscription began, some already in the
+	// tables: applied in order, the last word is the kernel's.
+	if err := n.drain(s, func(m nlMsg) { st.apply(&m) }, math.MaxInt); err != nil {
+		return nil, err
 	}
 	return st, nil
 }

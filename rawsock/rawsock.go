@@ -15,25 +15,6 @@ type Options struct {
 	Logf func(format string, args ...any)
 }
 
-// Stats are a Source's counters since New.
-type Stats struct {
-	// Received counts the packets read from the sockets: those the BPF
-	// program kept.
-	Received uint64
-	// Dropped counts the packets the program kept but the kernel dropped
-	// because a socket's receive queue was full (PACKET_STATISTICS,
-	// summed over every socket the source has had).
-	Dropped uint64
-	// Events counts the packets reported as events.
-	Events uint64
-	// Malformed counts the packets Decode refused, fragments other
-	// than the first among them.
-	Malformed uint64
-	// Ignored counts well-formed packets that are no knock here: no door
-	// wants their port, flags or destination address.
-	Ignored uint64
-}
-
 // Source captures knocks from AF_PACKET sockets. It implements
 // capture.Source; its methods may be called from several goroutines.
 //
@@ -60,7 +41,10 @@ type Source struct {
 	sys system
 }
 
-var _ capture.Source = (*Source)(nil)
+var (
+	_ capture.Source  = (*Source)(nil)
+	_ capture.Counter = (*Source)(nil)
+)
 
 // New opens the sockets that spec asks for, with the BPF program attached
 // before they are bound, and starts following the host's interfaces and
@@ -82,8 +66,9 @@ func New(spec capture.Spec, opts Options) (*Source, error) {
 func (s *Source) Name() string { return "raw" }
 
 // Run sends the knocks it sees to out until ctx ends or Close is called,
-// and then returns nil. It returns an error when capture cannot go on.
-// Run may be called again after it returns, but not twice at once.
+// and then closes the source and returns nil. It returns an error when
+// capture cannot go on, or when the source is closed or Run already ran:
+// Run serves once (see capture.Source).
 func (s *Source) Run(ctx context.Context, out chan<- *capture.Batch) error {
 	return s.run(ctx, out)
 }
@@ -96,11 +81,12 @@ func (s *Source) Update(spec capture.Spec) error { return s.update(spec) }
 // Close closes every socket and makes Run return. Close is idempotent.
 func (s *Source) Close() error { return s.close() }
 
-// Stats returns the counters. The kernel's drop counter is read from the
-// live sockets at the time of the call.
-func (s *Source) Stats() Stats {
+// Stats returns the counters since New: Received, Dropped, Events,
+// Malformed and Ignored. The kernel's drop counter is read from the live
+// sockets at the time of the call.
+func (s *Source) Stats() capture.Stats {
 	s.pollKernelStats()
-	return Stats{
+	return capture.Stats{
 		Received:  s.received.Load(),
 		Dropped:   s.dropped.Load(),
 		Events:    s.events.Load(),

@@ -5,7 +5,7 @@ import (
 	"slices"
 
 	"github.com/knock-go/knock/capture"
-	"github.com/knock-go/knock/config"
+	"github.com/knock-go/knock/wire"
 )
 
 // tables answer, for a decoded packet, whether some door knocks there. They
@@ -19,7 +19,7 @@ type tables struct {
 }
 
 type portKey struct {
-	proto config.Proto
+	proto wire.Proto
 	port  uint16
 }
 
@@ -27,14 +27,14 @@ type portInfo struct {
 	// anyFlags is true when some door takes any TCP flags (or the port
 	// lists none).
 	anyFlags bool
-	flags    []config.Flags
+	flags    []wire.FlagFilter
 	// targets are the only destinations of interest; nil means the
 	// host's own addresses.
 	targets []netip.Addr
 }
 
-func protoIndex(p config.Proto) int {
-	if p == config.UDP {
+func protoIndex(p wire.Proto) int {
+	if p == wire.UDP {
 		return 1
 	}
 	return 0
@@ -44,7 +44,7 @@ func newTables(spec capture.Spec) *tables {
 	t := &tables{ports: make(map[portKey]*portInfo, len(spec.Ports))}
 	anyTarget := map[portKey]bool{}
 	for _, p := range spec.Ports {
-		if p.Proto != config.TCP && p.Proto != config.UDP {
+		if p.Proto != wire.TCP && p.Proto != wire.UDP {
 			continue
 		}
 		k := portKey{p.Proto, p.Port}
@@ -58,7 +58,7 @@ func newTables(spec capture.Spec) *tables {
 			info.anyFlags = true
 		}
 		for _, f := range p.Flags {
-			if f == (config.Flags{}) {
+			if f == (wire.FlagFilter{}) {
 				info.anyFlags = true
 			}
 			if !slices.Contains(info.flags, f) {
@@ -118,7 +118,7 @@ func judge(b []byte, pkttype uint8, ethProto uint16, t *tables, v *netView) (cap
 	if info == nil {
 		return ev, verdictIgnored
 	}
-	if ev.Proto == config.TCP && !info.anyFlags && !matchAny(info.flags, ev.Flags) {
+	if ev.Proto == wire.TCP && !info.anyFlags && !matchAny(info.flags, ev.Flags) {
 		return ev, verdictIgnored
 	}
 	if info.targets != nil {
@@ -131,7 +131,7 @@ func judge(b []byte, pkttype uint8, ethProto uint16, t *tables, v *netView) (cap
 	return ev, verdictEvent
 }
 
-func matchAny(flags []config.Flags, f uint8) bool {
+func matchAny(flags []wire.FlagFilter, f uint8) bool {
 	for _, fl := range flags {
 		if fl.Match(f) {
 			return true

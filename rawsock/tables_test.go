@@ -5,17 +5,17 @@ import (
 	"testing"
 
 	"github.com/knock-go/knock/capture"
-	"github.com/knock-go/knock/config"
+	"github.com/knock-go/knock/wire"
 )
 
 func TestJudge(t *testing.T) {
 	target := netip.MustParseAddr("192.0.2.99")
 	spec := capture.Spec{Ports: []capture.Port{
-		{Proto: config.TCP, Port: 7000, Flags: []config.Flags{{Set: config.SYN, Unset: config.ACK}}},
-		{Proto: config.TCP, Port: 7001, Flags: []config.Flags{{Set: config.FIN}, {Set: config.URG}}},
-		{Proto: config.TCP, Port: 7002, Flags: nil},
-		{Proto: config.UDP, Port: 9000, Targets: []netip.Addr{target}},
-		{Proto: config.UDP, Port: 9001},
+		{Proto: wire.TCP, Port: 7000, Flags: []wire.FlagFilter{{Set: wire.SYN, Unset: wire.ACK}}},
+		{Proto: wire.TCP, Port: 7001, Flags: []wire.FlagFilter{{Set: wire.FIN}, {Set: wire.URG}}},
+		{Proto: wire.TCP, Port: 7002, Flags: nil},
+		{Proto: wire.UDP, Port: 9000, Targets: []netip.Addr{target}},
+		{Proto: wire.UDP, Port: 9001},
 	}}
 	tb := newTables(spec)
 	view := &netView{locals: map[netip.Addr]struct{}{
@@ -31,23 +31,23 @@ func TestJudge(t *testing.T) {
 		ethProto uint16
 		want     verdict
 	}{
-		{"SYN to a local address", tcp4(b4, 7000, config.SYN), packetHost, ethPIPv4, verdictEvent},
-		{"IPv6 SYN to a local address", ip6(a6, b6, protoTCP, nil, tcpHdr(1, 7000, config.SYN)), packetHost, ethPIPv6, verdictEvent},
-		{"IPv6 with hop-by-hop", ip6(a6, b6, 0, optHdr(protoTCP), tcpHdr(1, 7000, config.SYN)), packetHost, ethPIPv6, verdictEvent},
-		{"SYN+ACK", tcp4(b4, 7000, config.SYN|config.ACK), packetHost, ethPIPv4, verdictIgnored},
-		{"either of two flag sets: FIN", tcp4(b4, 7001, config.FIN), packetHost, ethPIPv4, verdictEvent},
-		{"either of two flag sets: URG", tcp4(b4, 7001, config.URG|config.ACK), packetHost, ethPIPv4, verdictEvent},
-		{"either of two flag sets: neither", tcp4(b4, 7001, config.SYN), packetHost, ethPIPv4, verdictIgnored},
-		{"no flags listed", tcp4(b4, 7002, config.RST), packetHost, ethPIPv4, verdictEvent},
-		{"other port", tcp4(b4, 7003, config.SYN), packetHost, ethPIPv4, verdictIgnored},
-		{"TCP to a UDP port", tcp4(b4, 9001, config.SYN), packetHost, ethPIPv4, verdictIgnored},
-		{"not a local address", tcp4("203.0.113.2", 7000, config.SYN), packetHost, ethPIPv4, verdictIgnored},
+		{"SYN to a local address", tcp4(b4, 7000, wire.SYN), packetHost, ethPIPv4, verdictEvent},
+		{"IPv6 SYN to a local address", ip6(a6, b6, protoTCP, nil, tcpHdr(1, 7000, wire.SYN)), packetHost, ethPIPv6, verdictEvent},
+		{"IPv6 with hop-by-hop", ip6(a6, b6, 0, optHdr(protoTCP), tcpHdr(1, 7000, wire.SYN)), packetHost, ethPIPv6, verdictEvent},
+		{"SYN+ACK", tcp4(b4, 7000, wire.SYN|wire.ACK), packetHost, ethPIPv4, verdictIgnored},
+		{"either of two flag sets: FIN", tcp4(b4, 7001, wire.FIN), packetHost, ethPIPv4, verdictEvent},
+		{"either of two flag sets: URG", tcp4(b4, 7001, wire.URG|wire.ACK), packetHost, ethPIPv4, verdictEvent},
+		{"either of two flag sets: neither", tcp4(b4, 7001, wire.SYN), packetHost, ethPIPv4, verdictIgnored},
+		{"no flags listed", tcp4(b4, 7002, wire.RST), packetHost, ethPIPv4, verdictEvent},
+		{"other port", tcp4(b4, 7003, wire.SYN), packetHost, ethPIPv4, verdictIgnored},
+		{"TCP to a UDP port", tcp4(b4, 9001, wire.SYN), packetHost, ethPIPv4, verdictIgnored},
+		{"not a local address", tcp4("203.0.113.2", 7000, wire.SYN), packetHost, ethPIPv4, verdictIgnored},
 		{"to the target", ip4(a4, target.String(), protoUDP, 0, nil, udpHdr(1, 9000, nil)), packetHost, ethPIPv4, verdictEvent},
 		{"local, but not the target", ip4(a4, b4, protoUDP, 0, nil, udpHdr(1, 9000, nil)), packetHost, ethPIPv4, verdictIgnored},
 		{"UDP to a local address", ip4(a4, b4, protoUDP, 0, nil, udpHdr(1, 9001, nil)), packetHost, ethPIPv4, verdictEvent},
-		{"outgoing", tcp4(b4, 7000, config.SYN), 4, ethPIPv4, verdictIgnored},
-		{"IPv4 bytes on an IPv6 socket", tcp4(b4, 7000, config.SYN), packetHost, ethPIPv6, verdictIgnored},
-		{"malformed", tcp4(b4, 7000, config.SYN)[:30], packetHost, ethPIPv4, verdictMalformed},
+		{"outgoing", tcp4(b4, 7000, wire.SYN), 4, ethPIPv4, verdictIgnored},
+		{"IPv4 bytes on an IPv6 socket", tcp4(b4, 7000, wire.SYN), packetHost, ethPIPv6, verdictIgnored},
+		{"malformed", tcp4(b4, 7000, wire.SYN)[:30], packetHost, ethPIPv4, verdictMalformed},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -63,14 +63,14 @@ func TestTablesTargets(t *testing.T) {
 	x := netip.MustParseAddr("192.0.2.1")
 	y := netip.MustParseAddr("::ffff:192.0.2.2") // mapped: stored plain
 	tb := newTables(capture.Spec{Ports: []capture.Port{
-		{Proto: config.UDP, Port: 1, Targets: []netip.Addr{x, y}},
-		{Proto: config.UDP, Port: 2, Targets: []netip.Addr{x}},
-		{Proto: config.UDP, Port: 2}, // listed again without targets: any
+		{Proto: wire.UDP, Port: 1, Targets: []netip.Addr{x, y}},
+		{Proto: wire.UDP, Port: 2, Targets: []netip.Addr{x}},
+		{Proto: wire.UDP, Port: 2}, // listed again without targets: any
 	}})
-	if got := tb.ports[portKey{config.UDP, 1}].targets; len(got) != 2 || got[1] != netip.MustParseAddr("192.0.2.2") {
+	if got := tb.ports[portKey{wire.UDP, 1}].targets; len(got) != 2 || got[1] != netip.MustParseAddr("192.0.2.2") {
 		t.Errorf("port 1 targets = %v", got)
 	}
-	if got := tb.ports[portKey{config.UDP, 2}].targets; got != nil {
+	if got := tb.ports[portKey{wire.UDP, 2}].targets; got != nil {
 		t.Errorf("port 2 targets = %v, want nil (any local address)", got)
 	}
 }
@@ -79,7 +79,7 @@ func TestJudgeAllocs(t *testing.T) {
 	tb := newTables(testSpec)
 	view := &netView{locals: map[netip.Addr]struct{}{netip.MustParseAddr(b4): {}, netip.MustParseAddr(b6): {}}}
 	pkts := [][]byte{
-		ip4(a4, b4, protoTCP, 0, nil, tcpHdr(1, 7000, config.SYN)),
+		ip4(a4, b4, protoTCP, 0, nil, tcpHdr(1, 7000, wire.SYN)),
 		ip6(a6, b6, protoUDP, nil, udpHdr(1, 9000, nil)),
 		ip4(a4, "203.0.113.9", protoUDP, 0, nil, udpHdr(1, 9000, nil)),
 	}

@@ -66,7 +66,7 @@ func (f *flags) list() []cli.Flag {
 		&cli.BoolFlag{Name: "verbose", Aliases: []string{"v"}, Destination: &f.verbose, Usage: "be verbose"},
 		&cli.BoolFlag{Name: "version", Aliases: []string{"V"}, Destination: &f.version, Usage: "display version"},
 		&cli.BoolFlag{Name: "help", Aliases: []string{"h"}, Destination: &f.help, Usage: "this help"},
-		&cli.StringFlag{Name: "timeout", Destination: &f.timeout, Usage: "wait at most `<t>` milliseconds for each TCP knock\n(default 500; 0 sends the SYN and moves on at once)"},
+		&cli.StringFlag{Name: "timeout", Destination: &f.timeout, Category: cmdline.AddedCategory, Usage: "wait at most `<t>` milliseconds for each TCP knock\n(default 500; 0 sends the SYN and moves on at once)"},
 	}
 }
 

@@ -58,7 +58,7 @@ options:
   -4, --only-ip-v4       do not track ipv6
   -t, --check            check the configuration and exit: print each door, bind nothing
       --backend <how>    how to capture: auto (default), raw (AF_PACKET, needs CAP_NET_RAW) or listener (bound sockets, no privileges)
-      --state-dir <dir>  keep pending stop commands in dir (default: StateDir in the config, $STATE_DIRECTORY, /var/lib/knockd for root, else ~/.local/state/knockd)
+      --state-dir <dir>  keep pending stop commands in dir (default: StateDir in the config, else a directory named after the config file under $STATE_DIRECTORY, /var/lib/knockd for root, or ~/.local/state/knockd)
   -V, --version          display version
   -h, --help             this help
 
@@ -111,7 +111,6 @@ func TestRun(t *testing.T) {
 		{args: "-x -V", stderr: "knockd: invalid option -- 'x'\n", stdout: usageOurs},
 		{args: "--bogus", stderr: "knockd: unrecognized option '--bogus'\n", stdout: usageOurs},
 		{args: "--d", stderr: "knockd: option '--d' is ambiguous; possibilities: '--daemon' '--debug'\n", stdout: usageOurs},
-		{args: "--c {c}", stderr: "knockd: option '--c' is ambiguous; possibilities: '--config' '--check'\n", stdout: usageOurs},
 		{args: "-c", stderr: "knockd: option requires an argument -- 'c'\n", stdout: usageOurs},
 		{args: "-dvc", stderr: "knockd: option requires an argument -- 'c'\n", stdout: usageOurs},
 		{args: "--conf", stderr: "knockd: option '--config' requires an argument\n", stdout: usageOurs},
@@ -225,6 +224,8 @@ func TestCompatKnockd08(t *testing.T) {
 		{args: "--conf={c}"},
 		{args: "--config {c}"},
 		{args: "--co {c} --verb --deb --dae --look --only"},
+		// 0.8's --config, though --check now begins with --c too.
+		{args: "--c {c}"},
 		{args: "--verb -c{c}"},
 		{args: "-ilo -c{c}"},
 		{args: "-i lo --inter=lo --interface lo -c {c}"},

@@ -8,7 +8,7 @@ import (
 
 // startProfile writes a CPU profile of the whole run to the file named by
 // $KNOCKD_CPUPROFILE, for measuring the daemon under load (see
-// internal/bench); it returns the function that ends it. Without the
+// cmd/knock-bench); it returns the function that ends it. Without the
 // variable it does nothing.
 func startProfile() (stop func()) {
 	path := os.Getenv("KNOCKD_CPUPROFILE")

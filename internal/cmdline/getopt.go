@@ -24,7 +24,16 @@ type Opt struct {
 	// -h or -V, whatever follows. The flags named "help" and "version"
 	// are final.
 	Final bool
+	// Added marks an option knockd 0.8 or knock 0.8 does not have (its
+	// cli.Flag's Category is AddedCategory). A prefix that is ambiguous
+	// only because of added options means the 0.8 option, as it did in
+	// 0.8: "--c" stays "--config" beside "--check".
+	Added bool
 }
+
+// AddedCategory is the cli.Flag Category of the options this rewrite
+// adds to 0.8's.
+const AddedCategory = "added"
 
 // Table returns the getopt_long table of flags, in their order (the
 // order in which an ambiguous prefix lists its possibilities).
@@ -49,6 +58,9 @@ func Table(flags []cli.Flag) []Opt {
 			o.HasArg = v.TakesValue()
 		}
 		o.Final = o.Name == "help" || o.Name == "version"
+		if c, ok := f.(cli.CategorizableFlag); ok {
+			o.Added = c.GetCategory() == AddedCategory
+		}
 		tab = append(tab, o)
 	}
 	return tab
@@ -196,6 +208,16 @@ func findLong(tab []Opt, arg, name string) (Opt, string, error) {
 		return Opt{}, "", &Error{fmt.Sprintf("unrecognized option '%s'", arg)}
 	case 1:
 		return matches[0].o, matches[0].long, nil
+	}
+	// A prefix 0.8 read as one of its own options keeps that meaning.
+	var old []match
+	for _, m := range matches {
+		if !m.o.Added {
+			old = append(old, m)
+		}
+	}
+	if len(old) == 1 {
+		return old[0].o, old[0].long, nil
 	}
 	var b strings.Builder
 	fmt.Fprintf(&b, "option '%s' is ambiguous; possibilities:", arg)

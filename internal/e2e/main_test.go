@@ -28,7 +28,7 @@ func TestMain(m *testing.M) {
 	os.Chmod(dir, 0o755) // so an unprivileged user can run the binaries
 	knockdBin, knockBin = filepath.Join(dir, "knockd"), filepath.Join(dir, "knock")
 	for bin, pkg := range map[string]string{knockdBin: "../../cmd/knockd", knockBin: "../../cmd/knock"} {
-		cmd := exec.Command("go", "build", "-o", bin, pkg)
+		cmd := exec.Command("go", "build", "-buildvcs=false", "-o", bin, pkg)
 		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 		if out, err := cmd.CombinedOutput(); err != nil {
 			fmt.Fprintf(os.Stderr, "building %s: %v\n%s", pkg, err, out)

@@ -11,7 +11,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/knock-go/knock/config"
+	"github.com/knock-go/knock/wire"
 )
 
 // DefaultTimeout bounds a TCP knock when Options.Timeout is zero. It is
@@ -59,7 +59,7 @@ type Options struct {
 
 // Knock is one port argument, parsed.
 type Knock struct {
-	config.Knock
+	wire.Knock
 	// Name is the port as written on the command line ("ssh", "7000"),
 	// which the verbose line repeats as knock 0.8 does.
 	Name string
@@ -197,20 +197,20 @@ func ParseKnock(ctx context.Context, r *net.Resolver, arg string, udp bool) (Kno
 		r = net.DefaultResolver
 	}
 	name, proto, hasProto := strings.Cut(arg, ":")
-	k := Knock{Knock: config.Knock{Proto: config.TCP}, Name: name}
+	k := Knock{Knock: wire.Knock{Proto: wire.TCP}, Name: name}
 	if hasProto {
 		// knock 0.8 sends anything but a lower-case "udp" as TCP; a
 		// typo must not send a knock nobody meant.
 		switch strings.ToLower(proto) {
 		case "tcp":
 		case "udp":
-			k.Proto = config.UDP
+			k.Proto = wire.UDP
 		default:
 			return Knock{}, fmt.Errorf("knock: %q: unknown protocol %q (want tcp or udp)", arg, proto)
 		}
 	}
 	if udp {
-		k.Proto = config.UDP
+		k.Proto = wire.UDP
 	}
 	switch {
 	case name == "":
@@ -223,11 +223,11 @@ func ParseKnock(ctx context.Context, r *net.Resolver, arg string, udp bool) (Kno
 		k.Port = uint16(n)
 		return k, nil
 	case isServiceName(name):
-		other := config.UDP
-		if k.Proto == config.UDP {
-			other = config.TCP
+		other := wire.UDP
+		if k.Proto == wire.UDP {
+			other = wire.TCP
 		}
-		for _, p := range []config.Proto{k.Proto, other} {
+		for _, p := range []wire.Proto{k.Proto, other} {
 			n, err := r.LookupPort(ctx, p.String(), name)
 			if err == nil && n > 0 && n <= 0xffff {
 				k.Port = uint16(n)
@@ -341,7 +341,7 @@ func Run(ctx context.Context, opts Options, host string, ports []string, stdout 
 		}
 		res := Result{Knock: k, Addr: ap, Outcome: Sent}
 		start := time.Now()
-		if k.Proto == config.UDP {
+		if k.Proto == wire.UDP {
 			err = knockUDP(ap)
 		} else {
 			res.Outcome, res.Answer, err = knockTCP(ctx, ap, timeout)

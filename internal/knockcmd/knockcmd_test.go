@@ -17,7 +17,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"golang.org/x/net/dns/dnsmessage"
 
-	"github.com/knock-go/knock/config"
+	"github.com/knock-go/knock/wire"
 )
 
 func TestParseKnock(t *testing.T) {
@@ -25,27 +25,27 @@ func TestParseKnock(t *testing.T) {
 	tests := []struct {
 		arg     string
 		udp     bool
-		want    config.Knock
+		want    wire.Knock
 		wantErr string
 	}{
-		{arg: "7000", want: config.Knock{Port: 7000, Proto: config.TCP}},
-		{arg: "07000", want: config.Knock{Port: 7000, Proto: config.TCP}},
-		{arg: "1", want: config.Knock{Port: 1, Proto: config.TCP}},
-		{arg: "65535", want: config.Knock{Port: 65535, Proto: config.TCP}},
-		{arg: "7000:tcp", want: config.Knock{Port: 7000, Proto: config.TCP}},
-		{arg: "7000:udp", want: config.Knock{Port: 7000, Proto: config.UDP}},
-		{arg: "7000:UDP", want: config.Knock{Port: 7000, Proto: config.UDP}},
-		{arg: "7000:Tcp", want: config.Knock{Port: 7000, Proto: config.TCP}},
-		{arg: "7000", udp: true, want: config.Knock{Port: 7000, Proto: config.UDP}},
-		{arg: "7000:tcp", udp: true, want: config.Knock{Port: 7000, Proto: config.UDP}},
+		{arg: "7000", want: wire.Knock{Port: 7000, Proto: wire.TCP}},
+		{arg: "07000", want: wire.Knock{Port: 7000, Proto: wire.TCP}},
+		{arg: "1", want: wire.Knock{Port: 1, Proto: wire.TCP}},
+		{arg: "65535", want: wire.Knock{Port: 65535, Proto: wire.TCP}},
+		{arg: "7000:tcp", want: wire.Knock{Port: 7000, Proto: wire.TCP}},
+		{arg: "7000:udp", want: wire.Knock{Port: 7000, Proto: wire.UDP}},
+		{arg: "7000:UDP", want: wire.Knock{Port: 7000, Proto: wire.UDP}},
+		{arg: "7000:Tcp", want: wire.Knock{Port: 7000, Proto: wire.TCP}},
+		{arg: "7000", udp: true, want: wire.Knock{Port: 7000, Proto: wire.UDP}},
+		{arg: "7000:tcp", udp: true, want: wire.Knock{Port: 7000, Proto: wire.UDP}},
 		// Service names: Go knows these even without /etc/services.
-		{arg: "ssh", want: config.Knock{Port: 22, Proto: config.TCP}},
-		{arg: "http:tcp", want: config.Knock{Port: 80, Proto: config.TCP}},
-		{arg: "domain:udp", want: config.Knock{Port: 53, Proto: config.UDP}},
+		{arg: "ssh", want: wire.Knock{Port: 22, Proto: wire.TCP}},
+		{arg: "http:tcp", want: wire.Knock{Port: 80, Proto: wire.TCP}},
+		{arg: "domain:udp", want: wire.Knock{Port: 53, Proto: wire.UDP}},
 		// ssh is a TCP service; like getaddrinfo for knock 0.8, the
 		// other protocol's entry serves.
-		{arg: "ssh:udp", want: config.Knock{Port: 22, Proto: config.UDP}},
-		{arg: "ssh", udp: true, want: config.Knock{Port: 22, Proto: config.UDP}},
+		{arg: "ssh:udp", want: wire.Knock{Port: 22, Proto: wire.UDP}},
+		{arg: "ssh", udp: true, want: wire.Knock{Port: 22, Proto: wire.UDP}},
 
 		{arg: "", wantErr: `knock: "": no port`},
 		{arg: ":udp", wantErr: `knock: ":udp": no port`},

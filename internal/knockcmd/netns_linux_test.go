@@ -5,19 +5,16 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"net/netip"
-	"os"
 	"os/exec"
 	"regexp"
-	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
-	"golang.org/x/sys/unix"
+	"github.com/knock-go/knock/internal/netlab"
 )
 
 // The two ends of the test link, in namespaces of their own: nothing is
@@ -48,47 +45,26 @@ table inet knocktest {
 `
 
 type netnsPair struct {
-	client, server string
+	client, server *netlab.Netns
 }
 
 // newNetnsPair creates two network namespaces joined by a veth pair,
 // clientAddr on one end and serverAddr on the other, with serverRules in
-// the server's. It skips the test without root or without ip and nft.
+// the server's. It skips the test where netlab cannot build networks, or
+// without nft.
 func newNetnsPair(t *testing.T) *netnsPair {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("needs root to create network namespaces (CI runs as root)")
+	netlab.Require(t)
+	if _, err := exec.LookPath("nft"); err != nil {
+		t.Skipf("needs nft: %v", err)
 	}
-	for _, tool := range []string{"ip", "nft"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			t.Skipf("needs %s: %v", tool, err)
-		}
+	p := &netnsPair{client: netlab.NewNetns(t, "knocktest-c"), server: netlab.NewNetns(t, "knocktest-s")}
+	netlab.NewVeth(t, p.client, p.server, netlab.Addressing{A: clientAddr, B: serverAddr, NoIPv6: true})
+	cmd := p.server.Command("nft", "-f", "-")
+	cmd.Stdin = strings.NewReader(serverRules)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("loading the server's rules: %v: %s", err, out)
 	}
-	id := fmt.Sprintf("%d-%04x", os.Getpid(), rand.Uint32()&0xffff)
-	p := &netnsPair{client: "knocktest-c-" + id, server: "knocktest-s-" + id}
-	run := func(stdin string, args ...string) {
-		t.Helper()
-		cmd := exec.Command(args[0], args[1:]...)
-		cmd.Stdin = strings.NewReader(stdin)
-		if out, err := cmd.CombinedOutput(); err != nil {
-			t.Skipf("cannot set up the namespaces: %s: %v: %s", strings.Join(args, " "), err, out)
-		}
-	}
-	for _, ns := range []string{p.client, p.server} {
-		run("", "ip", "netns", "add", ns)
-		t.Cleanup(func() {
-			if out, err := exec.Command("ip", "netns", "del", ns).CombinedOutput(); err != nil {
-				t.Errorf("removing namespace %s: %v: %s", ns, err, out)
-			}
-		})
-	}
-	run("", "ip", "link", "add", "kc0", "netns", p.client, "type", "veth", "peer", "name", "ks0", "netns", p.server)
-	run("", "ip", "-n", p.client, "addr", "add", clientAddr.String()+"/30", "dev", "kc0")
-	run("", "ip", "-n", p.server, "addr", "add", serverAddr.String()+"/30", "dev", "ks0")
-	for _, l := range [][2]string{{p.client, "kc0"}, {p.client, "lo"}, {p.server, "ks0"}, {p.server, "lo"}} {
-		run("", "ip", "-n", l[0], "link", "set", l[1], "up")
-	}
-	run(serverRules, "ip", "netns", "exec", p.server, "nft", "-f", "-")
 	return p
 }
 
@@ -96,25 +72,7 @@ func newNetnsPair(t *testing.T) *netnsPair {
 // the sockets f opens live there.
 func (p *netnsPair) inClient(t *testing.T, f func()) {
 	t.Helper()
-	errc := make(chan error, 1)
-	go func() {
-		// Never unlocked: the runtime ends the thread, still in the
-		// namespace, when this goroutine returns.
-		runtime.LockOSThread()
-		fd, err := unix.Open("/run/netns/"+p.client, unix.O_RDONLY|unix.O_CLOEXEC, 0)
-		if err != nil {
-			errc <- err
-			return
-		}
-		defer unix.Close(fd)
-		if err := unix.Setns(fd, unix.CLONE_NEWNET); err != nil {
-			errc <- fmt.Errorf("setns: %w", err)
-			return
-		}
-		f()
-		errc <- nil
-	}()
-	if err := <-errc; err != nil {
+	if err := p.client.Do(func() error { f(); return nil }); err != nil {
 		t.Fatalf("entering namespace %s: %v", p.client, err)
 	}
 }
@@ -125,7 +83,7 @@ var counterRE = regexp.MustCompile(`(tcp|udp) dport (\d+) counter packets (\d+)`
 // "proto/port".
 func (p *netnsPair) packets(t *testing.T) map[string]int {
 	t.Helper()
-	out, err := exec.Command("ip", "netns", "exec", p.server, "nft", "list", "table", "inet", "knocktest").CombinedOutput()
+	out, err := p.server.Command("nft", "list", "table", "inet", "knocktest").CombinedOutput()
 	if err != nil {
 		t.Fatalf("nft list: %v: %s", err, out)
 	}

@@ -16,6 +16,7 @@ import (
 	"github.com/knock-go/knock/exec"
 	"github.com/knock-go/knock/listener"
 	"github.com/knock-go/knock/match"
+	"github.com/knock-go/knock/wire"
 )
 
 // check is knockd --check: it reads the configuration, prints each door
@@ -35,10 +36,8 @@ func check(opts Options) error {
 	if path == "" {
 		path = "/etc/knockd.conf"
 	}
-	switch opts.Backend {
-	case "", "auto", "raw", "listener":
-	default:
-		return fmt.Errorf("unknown backend %q: use auto, raw or listener", opts.Backend)
+	if err := checkBackend(opts.Backend); err != nil {
+		return err
 	}
 	cfg, err := config.Load(path)
 	if err != nil {
@@ -202,7 +201,7 @@ func (c *checker) door(d *config.Door) {
 }
 
 // knocks prints a sequence in the knockd.conf form.
-func knocks(seq []config.Knock) string {
+func knocks(seq []wire.Knock) string {
 	s := make([]string, len(seq))
 	for i, k := range seq {
 		s[i] = k.String()

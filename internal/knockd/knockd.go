@@ -20,9 +20,7 @@ import (
 	"github.com/knock-go/knock/exec"
 	"github.com/knock-go/knock/internal/klog"
 	"github.com/knock-go/knock/kset"
-	"github.com/knock-go/knock/listener"
 	"github.com/knock-go/knock/match"
-	"github.com/knock-go/knock/rawsock"
 )
 
 // Options are the daemon's settings from the command line. Fields left
@@ -52,6 +50,11 @@ type Options struct {
 	// Ready, when not nil, is called once start-up has succeeded (every
 	// socket open), or failed, with the error.
 	Ready func(error)
+
+	// NewSource, when set, opens the capture source instead of Backend:
+	// a fake one in tests, or a backend of one's own. The daemon closes
+	// the source when it stops.
+	NewSource SourceFunc
 
 	// lookupAddr replaces the resolver of -l in tests; nil means
 	// net.DefaultResolver.
@@ -182,30 +185,6 @@ func start(opts Options) (*daemon, error) {
 	return d, nil
 }
 
-// openSource opens the capture backend asked for, or for auto the raw one
-// when this process may, else the listener.
-func (d *daemon) openSource(spec capture.Spec) (capture.Source, error) {
-	logf := func(format string, args ...any) { d.log.Log(format, args...) }
-	switch d.opts.Backend {
-	case "", "auto":
-		if err := rawsock.Available(); err != nil {
-			why := err.Error()
-			if errors.Is(err, os.ErrPermission) {
-				why = "no CAP_NET_RAW for packet sockets"
-			}
-			d.log.Log("backend: listener (raw backend unavailable: %s)", why)
-			return listener.New(spec, listener.Options{Logf: logf})
-		}
-		d.log.Log("backend: raw (this process may open packet sockets)")
-		return rawsock.New(spec, rawsock.Options{Logf: logf})
-	case "raw":
-		return rawsock.New(spec, rawsock.Options{Logf: logf})
-	case "listener":
-		return listener.New(spec, listener.Options{Logf: logf})
-	}
-	return nil, fmt.Errorf("unknown backend %q: use auto, raw or listener", d.opts.Backend)
-}
-
 // stateDir picks where pending stop commands are kept: the flag, the
 // configuration, else a subdirectory of systemd's $STATE_DIRECTORY, of
 // /var/lib/knockd for root, or of the user's state directory, named for
@@ -330,6 +309,7 @@ func (d *daemon) serve(ctx context.Context) error {
 	stop()
 	d.names.close()
 	wg.Wait()
+	d.src.Close()
 	d.flood.close()
 
 	d.log.Verbose("waiting for child processes...")
@@ -371,13 +351,11 @@ func (d *daemon) emit(acts []match.Action) {
 func (d *daemon) act() {
 	for a := range d.acts {
 		switch a.Kind {
-		case match.Stage:
-			d.log.Log("%s: %s: Stage %d", d.names.label(a.Src), a.Door.Name, a.Stage)
-		case match.Timeout:
-			d.log.Log("%s: %s: sequence timeout (stage %d)", d.names.label(a.Src), a.Door.Name, a.Stage)
+		case match.Stage, match.Timeout:
+			d.log.Log("%s", a.Line(d.names.label(a.Src)))
 		case match.Open:
 			label := d.names.label(a.Src)
-			d.log.Log("%s: %s: OPEN SESAME", label, a.Door.Name)
+			d.log.Log("%s", a.Line(label))
 			for _, o := range d.openers {
 				o.Open(a.Door, a.Src, label, a.Time)
 			}
@@ -460,7 +438,7 @@ func (d *daemon) reload(ctx context.Context) {
 	d.cfg = cfg
 	d.log.Reload(d.logFile(cfg), cfg.UseSyslog)
 	if now := listening(iface); now != listening(d.interfaceOf(old)) {
-		d.log.Log("re-reading config file: now listening on %s", now)
+		d.log.Log("reload: now listening on %s", now)
 	}
 	d.flagWins("Interface", "-i", d.opts.Interface, old.Interface, cfg.Interface)
 	d.flagWins("LogFile", "-g", d.opts.LogFile, old.LogFile, cfg.LogFile)
@@ -477,7 +455,7 @@ func (d *daemon) reload(ctx context.Context) {
 // command line set it.
 func (d *daemon) flagWins(key, flag, flagValue, was, now string) {
 	if flagValue != "" && was != now {
-		d.log.Error("re-reading config file: %s ignored: %s %s on the command line wins", key, flag, flagValue)
+		d.log.Error("reload: %s ignored: %s %s on the command line wins", key, flag, flagValue)
 	}
 }
 
@@ -490,7 +468,7 @@ func (d *daemon) fixed(key, flagValue, was, now, dflt string) {
 	if now == "" {
 		now = dflt
 	}
-	d.log.Error("re-reading config file: %s cannot change while running; restart knockd to use %s", key, now)
+	d.log.Error("reload: %s cannot change while running; restart knockd to use %s", key, now)
 }
 
 // logFile is where lines go for cfg: -g wins over LogFile.
@@ -515,16 +493,4 @@ func listening(iface string) string {
 		return "any"
 	}
 	return iface
-}
-
-// warnUnsupported reports the doors the listener backend can never open.
-func (d *daemon) warnUnsupported(doors []*config.Door) {
-	if d.src.Name() != "listener" {
-		return
-	}
-	for _, door := range doors {
-		if why := listener.Unsupported(door); why != "" {
-			d.log.Error("warning: door %s: %s", door.Name, why)
-		}
-	}
 }

@@ -3,6 +3,7 @@ package knockd
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -43,6 +44,9 @@ type testDaemon struct {
 	dir, conf      string
 	stdout, stderr syncBuffer
 	reload         chan struct{}
+	// stop ends the daemon and returns Run's error; the test's cleanup
+	// calls it too.
+	stop func() error
 }
 
 // runDaemon writes conf (a format with the door's UDP port as %[1]d and
@@ -65,15 +69,22 @@ func runDaemon(t *testing.T, conf string, opts Options) *testDaemon {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- Run(ctx, opts) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("Run: %v", err)
+	var once sync.Once
+	var runErr error
+	d.stop = func() error {
+		once.Do(func() {
+			cancel()
+			select {
+			case runErr = <-done:
+			case <-time.After(20 * time.Second):
+				runErr = errors.New("the daemon did not stop")
 			}
-		case <-time.After(20 * time.Second):
-			t.Errorf("the daemon did not stop")
+		})
+		return runErr
+	}
+	t.Cleanup(func() {
+		if err := d.stop(); err != nil {
+			t.Errorf("Run: %v", err)
 		}
 	})
 	if err := <-ready; err != nil {
@@ -228,7 +239,7 @@ func TestReloadKeepsLogFileFlag(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(d.dir, "b.log")); err == nil {
 		t.Errorf("LogFile of the file was opened although -g %s was given", g)
 	}
-	if want := "re-reading config file: LogFile ignored: -g " + g + " on the command line wins\n"; !strings.Contains(d.stderr.String(), want) {
+	if want := "reload: LogFile ignored: -g " + g + " on the command line wins\n"; !strings.Contains(d.stderr.String(), want) {
 		t.Errorf("stderr has no %q:\n%s", want, d.stderr.String())
 	}
 }
@@ -275,12 +286,12 @@ func TestReloadFollowsInterface(t *testing.T) {
 		t.Fatalf("a knock to 127.0.0.2 was counted on lo:\n%s", d.stdout.String())
 	}
 	d.sighup(door)
-	d.waitOut("re-reading config file: now listening on any\n", &d.stdout)
+	d.waitOut("reload: now listening on any\n", &d.stdout)
 	if !d.counted("127.0.0.5", "127.0.0.2", "127.0.0.6") {
 		t.Errorf("a knock to 127.0.0.2 was not counted after the reload to any:\n%s", d.stdout.String())
 	}
 	d.sighup("[options]\n\tInterface = lo\n" + door)
-	d.waitOut("re-reading config file: now listening on lo\n", &d.stdout)
+	d.waitOut("reload: now listening on lo\n", &d.stdout)
 	if d.counted("127.0.0.7", "127.0.0.2", "127.0.0.8") {
 		t.Errorf("a knock to 127.0.0.2 was counted after the reload back to lo:\n%s", d.stdout.String())
 	}
@@ -291,7 +302,7 @@ func TestReloadKeepsInterfaceFlag(t *testing.T) {
 	t.Parallel()
 	d := runDaemon(t, door, Options{Interface: "lo"})
 	d.sighup("[options]\n\tInterface = any\n" + door)
-	if want := "re-reading config file: Interface ignored: -i lo on the command line wins\n"; !strings.Contains(d.stderr.String(), want) {
+	if want := "reload: Interface ignored: -i lo on the command line wins\n"; !strings.Contains(d.stderr.String(), want) {
 		t.Errorf("stderr has no %q:\n%s", want, d.stderr.String())
 	}
 	if d.counted("127.0.0.3", "127.0.0.2", "127.0.0.4") {
@@ -304,8 +315,8 @@ func TestReloadNamesFixedOptions(t *testing.T) {
 	t.Parallel()
 	d := runDaemon(t, "[options]\n\tPidFile = %[2]s/a.pid\n\tStateDir = %[2]s/s1\n"+door, Options{Daemon: true, StateDir: ""})
 	d.sighup("[options]\n\tPidFile = %[2]s/b.pid\n\tStateDir = %[2]s/s2\n" + door)
-	want := "re-reading config file: PidFile cannot change while running; restart knockd to use " + filepath.Join(d.dir, "b.pid") + "\n" +
-		"re-reading config file: StateDir cannot change while running; restart knockd to use " + filepath.Join(d.dir, "s2") + "\n"
+	want := "reload: PidFile cannot change while running; restart knockd to use " + filepath.Join(d.dir, "b.pid") + "\n" +
+		"reload: StateDir cannot change while running; restart knockd to use " + filepath.Join(d.dir, "s2") + "\n"
 	if got := d.stderr.String(); got != want {
 		t.Errorf("stderr:\n%s\nwant:\n%s", got, want)
 	}

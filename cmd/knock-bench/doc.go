@@ -6,7 +6,7 @@
 // may pause between knocks during a flood, and the matcher's Go
 // benchmarks. Run it as root from the module's root:
 //
-//	go run ./internal/bench
+//	go run ./cmd/knock-bench
 //
 // It needs the ip command, /usr/sbin/knockd (Debian package knockd) and
 // the go command (to build ours and run the matcher benchmarks). The

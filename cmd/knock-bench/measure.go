@@ -42,7 +42,7 @@ type env struct {
 func newEnv(l *lab, dir string, o options) (*env, error) {
 	e := &env{lab: l, dir: dir, conf: filepath.Join(dir, "knockd.conf"), conf2: filepath.Join(dir, "knockd-2.conf"), opened: filepath.Join(dir, "opened")}
 	fifoPath := filepath.Join(dir, "latency.fifo")
-	conf := fmt.Sprintf(`# Written by internal/bench: the same file for knockd 0.8 and ours.
+	conf := fmt.Sprintf(`# Written by cmd/knock-bench: the same file for knockd 0.8 and ours.
 [latency]
 	Sequence      = %d:udp
 	Seq_Timeout   = 5

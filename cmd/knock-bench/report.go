@@ -39,7 +39,7 @@ func (r *report) print(w io.Writer) {
 	fmt.Fprintf(w, "%s, %s, %d CPUs, Linux %s; %s, run took %v.\n",
 		r.started.UTC().Format("2006-01-02 15:04 MST"), cpuModel(), runtime.NumCPU(), kernel(),
 		runtime.Version(), r.took.Round(time.Second))
-	fmt.Fprintf(w, "Command: `go run ./internal/bench %s`\n", strings.Join(os.Args[1:], " "))
+	fmt.Fprintf(w, "Command: `go run ./cmd/knock-bench %s`\n", strings.Join(os.Args[1:], " "))
 	if b := r.baseline; b.took > 0 {
 		fmt.Fprintf(w, "Generator alone (no daemon running): %s frames in %.2f s, %s/s", num(b.sent), b.took.Seconds(), num(int(float64(b.sent)/b.took.Seconds())))
 	}

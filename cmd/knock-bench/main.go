@@ -75,7 +75,7 @@ func main() {
 	flag.IntVar(&o.surviveKnockers, "survive-knockers", 2, "knockers per pause in the survival flood")
 	flag.IntVar(&o.surviveWarmup, "survive-warmup", 500_000, "spoofed frames of the survival flood before the knockers start")
 	flag.Usage = func() {
-		fmt.Fprintf(flag.CommandLine.Output(), "usage: go run ./internal/bench [flags] (as root, from the module's root)\n\n")
+		fmt.Fprintf(flag.CommandLine.Output(), "usage: go run ./cmd/knock-bench [flags] (as root, from the module's root)\n\n")
 		flag.PrintDefaults()
 	}
 	flag.Parse()
@@ -207,7 +207,7 @@ func moduleRoot() (string, error) {
 	}
 	mod := strings.TrimSpace(out)
 	if mod == "" || mod == os.DevNull {
-		return "", errors.New("run this from within the module (go run ./internal/bench)")
+		return "", errors.New("run this from within the module (go run ./cmd/knock-bench)")
 	}
 	return filepath.Dir(mod), nil
 }
