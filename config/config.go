@@ -70,6 +70,10 @@ type Door struct {
 	// that IPv4 and IPv6 knockers are added to on opening, for
 	// CmdTimeout. The zero value means none.
 	NFTSet, NFTSet6 NFTSet
+	// IPSet and IPSet6 are the ipsets (hash:ip with timeout; IPSet,
+	// IPSet_6) that IPv4 and IPv6 knockers are added to on opening, for
+	// CmdTimeout. Empty means none.
+	IPSet, IPSet6 string
 	// Sources are the prefixes the knocks must come from (the Source
 	// key): a knock from any other address counts for nothing on this
 	// door. Nil means any source. Each prefix is masked, and an
@@ -100,6 +104,14 @@ func ParseNFTSet(v string) (NFTSet, error) {
 		return NFTSet{}, fmt.Errorf("family %q holds no address set: write inet, ip or ip6", f[0])
 	}
 	return NFTSet{Family: f[0], Table: f[1], Name: f[2]}, nil
+}
+
+// ParseIPSetName checks an ipset's name as the kernel takes it.
+func ParseIPSetName(v string) (string, error) {
+	if v == "" || len(v) > 31 || strings.ContainsAny(v, " \t") {
+		return "", fmt.Errorf("%q is not an ipset name: 1 to 31 characters, no spaces", v)
+	}
+	return v, nil
 }
 
 // SourceOK reports whether a knock from src may count on d.

@@ -207,6 +207,8 @@ var keyDefs = map[string]keyDef{
 	"source":             {"Source", "source", doorKey, "192.0.2.0/24, 2001:db8::/32"},
 	"nft_set":            {"NFT_Set", "nft_set", doorKey, "inet knockd ssh4"},
 	"nft_set_6":          {"NFT_Set_6", "nft_set_6", doorKey, "inet knockd ssh6"},
+	"ipset":              {"IPSet", "ipset", doorKey, "knock4"},
+	"ipset_6":            {"IPSet_6", "ipset_6", doorKey, "knock6"},
 }
 
 // builder turns scanned sections into a Config.
@@ -362,6 +364,10 @@ func (b *builder) entry(s *section, ds *doorState, e entry) *Error {
 		ds.stop6Ln, ds.stop6Key = e.line, def.name
 	case "target":
 		ds.d.Target, err = parseTarget(v)
+	case "ipset":
+		ds.d.IPSet, err = ParseIPSetName(v)
+	case "ipset_6":
+		ds.d.IPSet6, err = ParseIPSetName(v)
 	case "nft_set":
 		if ds.d.NFTSet, err = ParseNFTSet(v); err == nil && ds.d.NFTSet.Family == "ip6" {
 			err = fmt.Errorf("an ip6 table holds no IPv4 addresses: use an inet or ip table, or NFT_Set_6 for IPv6 knockers")
@@ -423,7 +429,7 @@ func (b *builder) endDoor(ds *doorState) *Error {
 		b.cfg.Warnings = append(b.cfg.Warnings, fmt.Sprintf("%s:%d: [%s] ", b.path, line, d.Name)+fmt.Sprintf(format, args...))
 	}
 	noStart := d.StartCommand == "" && d.StartCommand6 == ""
-	noSet := d.NFTSet == NFTSet{} && d.NFTSet6 == NFTSet{}
+	noSet := d.NFTSet == NFTSet{} && d.NFTSet6 == NFTSet{} && d.IPSet == "" && d.IPSet6 == ""
 	if noStart && noSet && d.StopCommand == "" && d.StopCommand6 == "" {
 		warn(d.Line, "has no Start_Command: knocks will only be logged")
 	}
@@ -432,6 +438,12 @@ func (b *builder) endDoor(ds *doorState) *Error {
 		warn(d.Line, "has an NFT_Set but no NFT_Set_6: IPv6 knockers are added to no set")
 	case d.NFTSet == NFTSet{} && d.NFTSet6 != NFTSet{}:
 		warn(d.Line, "has an NFT_Set_6 but no NFT_Set: IPv4 knockers are added to no set")
+	}
+	switch {
+	case d.IPSet != "" && d.IPSet6 == "":
+		warn(d.Line, "has an IPSet but no IPSet_6: IPv6 knockers are added to no ipset")
+	case d.IPSet == "" && d.IPSet6 != "":
+		warn(d.Line, "has an IPSet_6 but no IPSet: IPv4 knockers are added to no ipset")
 	}
 	if d.StopCommand != "" && d.StartCommand == "" {
 		warn(ds.stopLine, "has a %s but no Start_Command", ds.stopKey)

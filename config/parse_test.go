@@ -56,6 +56,8 @@ func TestParseErrors(t *testing.T) {
 			3, "d", "", `unknown key "frobnicate"; the keys of a door section are Cmd_Timeout, Command`},
 		{"unknown bare word", "[d]\nsequence = 1\nverbose\n",
 			3, "d", "", `unknown key "verbose"`},
+		{"IPSet with a space", "[d]\nsequence = 1\nipset = a b\n",
+			3, "d", "IPSet", `"a b" is not an ipset name: 1 to 31 characters, no spaces`},
 		{"NFT_Set not three words", "[d]\nsequence = 1\nnft_set = inet knockd\n",
 			3, "d", "NFT_Set", `"inet knockd" is not FAMILY TABLE SET: write for example inet knockd ssh4`},
 		{"NFT_Set in a family without sets", "[d]\nsequence = 1\nnft_set = bridge knockd ssh4\n",
@@ -306,6 +308,13 @@ func TestParse(t *testing.T) {
 			})}},
 		},
 		{
+			name: "ipsets",
+			conf: "[d]\nsequence = 1\nIPSet = knock4\nipset_6 = knock6\n",
+			want: &Config{Doors: []*Door{with(door("d", 1, seq(1)), func(d *Door) {
+				d.IPSet, d.IPSet6 = "knock4", "knock6"
+			})}},
+		},
+		{
 			name: "TCPFlags lines add up",
 			conf: "[d]\nsequence = 1\ntcpflags = syn\ntcpflags = !ack,!rst\nTCPFlags = URG\n",
 			want: &Config{Doors: []*Door{with(door("d", 1, seq(1)), func(d *Door) {
@@ -474,6 +483,8 @@ func TestWarnings(t *testing.T) {
 		{"an IPv6 stop command only", "[d]\nsequence = 1\nstop_command_6 = y\n",
 			[]string{"knockd.conf:3: [d] has a Stop_Command_6 but no Start_Command_6 or Start_Command"}},
 		{"both sets", "[d]\nsequence = 1\nnft_set = inet k a\nnft_set_6 = inet k b\n", nil},
+		{"an IPv4 ipset only", "[d]\nsequence = 1\nipset = a\n",
+			[]string{"knockd.conf:1: [d] has an IPSet but no IPSet_6: IPv6 knockers are added to no ipset"}},
 		{"an IPv4 set only", "[d]\nsequence = 1\nnft_set = inet k a\n",
 			[]string{"knockd.conf:1: [d] has an NFT_Set but no NFT_Set_6: IPv6 knockers are added to no set"}},
 		{"an IPv6 set only", "[d]\nsequence = 1\nnft_set_6 = inet k b\n",
