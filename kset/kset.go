@@ -37,7 +37,7 @@ type Options struct {
 type Sets struct {
 	opts    Options
 	mu      sync.Mutex
-	workers map[config.NFTSet]*worker
+	workers map[string]*worker // by use.what
 	closed  bool
 	wg      sync.WaitGroup
 	dropped atomic.Uint64
@@ -52,21 +52,27 @@ type addition struct {
 
 // worker adds to one set.
 type worker struct {
-	set config.NFTSet
-	q   chan addition
+	what string // how log lines name the set
+	q    chan addition
+	a    adder
+}
+
+// adder adds a batch of knockers to one set.
+type adder interface {
+	add([]addition) error
 }
 
 // SetError is a set that a door names and that cannot be used as it is.
 type SetError struct {
-	Door string        // the door's section
-	Key  string        // NFT_Set or NFT_Set_6
-	Set  config.NFTSet // the set
-	Err  error         // what is wrong
-	Fix  string        // the nft command that would make it right, if any
+	Door  string // the door's section
+	Key   string // NFT_Set, NFT_Set_6, IPSet or IPSet_6
+	Value string // the key's value, naming the set
+	Err   error  // what is wrong
+	Fix   string // the nft or ipset command that would make it right, if any
 }
 
 func (e *SetError) Error() string {
-	s := fmt.Sprintf("[%s] %s = %s: %v", e.Door, e.Key, e.Set, e.Err)
+	s := fmt.Sprintf("[%s] %s = %s: %v", e.Door, e.Key, e.Value, e.Err)
 	if e.Fix != "" {
 		s += ": create it with: " + e.Fix
 	}
@@ -77,15 +83,31 @@ func (e *SetError) Unwrap() error { return e.Err }
 
 // ErrNoNetAdmin is wrapped by the errors of a process that may not change
 // nftables sets.
-var ErrNoNetAdmin = errors.New("this process lacks CAP_NET_ADMIN, which adding to nftables sets needs: " +
+var ErrNoNetAdmin = errors.New("this process lacks CAP_NET_ADMIN, which adding to nftables sets and ipsets needs: " +
 	"run as root, or give the binary the capability (setcap cap_net_raw,cap_net_admin+ep /usr/sbin/knockd), " +
 	"or AmbientCapabilities=CAP_NET_RAW CAP_NET_ADMIN in the systemd unit")
 
-// use is one set a door names.
+// use is one set a door names: an nftables set or an ipset.
 type use struct {
 	door, key string
-	set       config.NFTSet
+	set       config.NFTSet // valid iff ipset == ""
+	ipset     string
 	v6        bool
+}
+
+// what is how log lines name the set.
+func (u use) what() string {
+	if u.ipset != "" {
+		return "ipset " + u.ipset
+	}
+	return "nft set " + u.set.String()
+}
+
+func (u use) value() string {
+	if u.ipset != "" {
+		return u.ipset
+	}
+	return u.set.String()
 }
 
 // uses lists the sets the doors name.
@@ -93,10 +115,27 @@ func uses(doors []*config.Door) []use {
 	var us []use
 	for _, d := range doors {
 		if d.NFTSet != (config.NFTSet{}) {
-			us = append(us, use{d.Name, "NFT_Set", d.NFTSet, false})
+			us = append(us, use{door: d.Name, key: "NFT_Set", set: d.NFTSet})
 		}
 		if d.NFTSet6 != (config.NFTSet{}) {
-			us = append(us, use{d.Name, "NFT_Set_6", d.NFTSet6, true})
+			us = append(us, use{door: d.Name, key: "NFT_Set_6", set: d.NFTSet6, v6: true})
+		}
+		if d.IPSet != "" {
+			us = append(us, use{door: d.Name, key: "IPSet", ipset: d.IPSet})
+		}
+		if d.IPSet6 != "" {
+			us = append(us, use{door: d.Name, key: "IPSet_6", ipset: d.IPSet6, v6: true})
+		}
+	}
+	return us
+}
+
+// doorUses lists the sets d adds src to.
+func doorUses(d *config.Door, src netip.Addr) []use {
+	var us []use
+	for _, u := range uses([]*config.Door{d}) {
+		if u.v6 == src.Is6() {
+			us = append(us, u)
 		}
 	}
 	return us
@@ -112,7 +151,7 @@ func New(doors []*config.Door, opts Options) (*Sets, error) {
 	if opts.Logf == nil {
 		opts.Logf = func(string, ...any) {}
 	}
-	s := &Sets{opts: opts, workers: map[config.NFTSet]*worker{}}
+	s := &Sets{opts: opts, workers: map[string]*worker{}}
 	if err := s.Update(doors); err != nil {
 		return nil, err
 	}
@@ -127,8 +166,10 @@ func (s *Sets) Update(doors []*config.Door) error {
 	if len(us) == 0 {
 		return nil
 	}
-	if err := check(us, s.opts.NetNSFd); err != nil {
-		return err
+	for _, u := range us {
+		if err := check(u, s.opts.NetNSFd); err != nil {
+			return err
+		}
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -136,11 +177,11 @@ func (s *Sets) Update(doors []*config.Door) error {
 		return errors.New("kset: closed")
 	}
 	for _, u := range us {
-		if s.workers[u.set] != nil {
+		if s.workers[u.what()] != nil {
 			continue
 		}
-		w := &worker{set: u.set, q: make(chan addition, queueLen)}
-		s.workers[u.set] = w
+		w := &worker{what: u.what(), q: make(chan addition, queueLen), a: newAdder(u, s.opts.NetNSFd)}
+		s.workers[w.what] = w
 		s.wg.Add(1)
 		go func() {
 			defer s.wg.Done()
@@ -154,26 +195,21 @@ func (s *Sets) Update(doors []*config.Door) error {
 // returns at once: the worker adds it.
 func (s *Sets) Open(d *config.Door, src netip.Addr, label string, now time.Time) {
 	src = src.Unmap()
-	set := d.NFTSet
-	if src.Is6() {
-		set = d.NFTSet6
-	}
-	if set == (config.NFTSet{}) {
-		return
-	}
-	s.mu.Lock()
-	w := s.workers[set]
-	closed := s.closed
-	s.mu.Unlock()
-	if w == nil || closed {
-		s.dropped.Add(1)
-		return
-	}
-	select {
-	case w.q <- addition{door: d.Name, label: label, addr: src, timeout: d.CmdTimeout}:
-	default:
-		s.dropped.Add(1)
-		s.opts.Logf("%s: error: too many additions waiting for nft set %s: %s not added", d.Name, set, src)
+	for _, u := range doorUses(d, src) {
+		s.mu.Lock()
+		w := s.workers[u.what()]
+		closed := s.closed
+		s.mu.Unlock()
+		if w == nil || closed {
+			s.dropped.Add(1)
+			continue
+		}
+		select {
+		case w.q <- addition{door: d.Name, label: label, addr: src, timeout: d.CmdTimeout}:
+		default:
+			s.dropped.Add(1)
+			s.opts.Logf("%s: error: too many additions waiting for %s: %s not added", d.Name, w.what, src)
+		}
 	}
 }
 
@@ -207,7 +243,6 @@ func (s *Sets) Close(ctx context.Context) error {
 
 // run adds what arrives on w.q, everything waiting at once.
 func (s *Sets) run(w *worker) {
-	a := newAdder(w.set, s.opts.NetNSFd)
 	batch := make([]addition, 0, batchLen)
 	for first := range w.q {
 		batch = append(batch[:0], first)
@@ -224,11 +259,11 @@ func (s *Sets) run(w *worker) {
 			}
 		}
 		for _, x := range batch {
-			s.opts.Logf("%s: adding %s to nft set %s for %d s", x.door, x.addr, w.set, int64(x.timeout/time.Second))
+			s.opts.Logf("%s: adding %s to %s for %d s", x.door, x.addr, w.what, int64(x.timeout/time.Second))
 		}
-		if err := a.add(batch); err != nil {
+		if err := w.a.add(batch); err != nil {
 			for _, x := range batch {
-				s.opts.Logf("%s: error: could not add %s to nft set %s: %v", x.door, x.addr, w.set, err)
+				s.opts.Logf("%s: error: could not add %s to %s: %v", x.door, x.addr, w.what, err)
 			}
 		}
 	}

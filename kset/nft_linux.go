@@ -39,22 +39,16 @@ func permission(err error) error {
 	return nil
 }
 
-// check makes sure that each set exists, holds the addresses of its
+// check makes sure that the set exists, holds the addresses of its
 // family and has timeouts.
-func check(us []use, netnsFd int) error {
+func check(u use, netnsFd int) error {
+	if u.ipset != "" {
+		return checkIPSet(u, netnsFd)
+	}
 	c, err := conn(netnsFd, false)
 	if err != nil {
 		return fmt.Errorf("kset: opening netlink: %w", err)
 	}
-	for _, u := range us {
-		if err := checkOne(c, u); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-func checkOne(c *nftables.Conn, u use) error {
 	typ := "ipv4_addr"
 	if u.v6 {
 		typ = "ipv6_addr"
@@ -62,7 +56,7 @@ func checkOne(c *nftables.Conn, u use) error {
 	set := u.set
 	addSet := fmt.Sprintf("nft add set %s '{ type %s; flags timeout; }'", set, typ)
 	fail := func(fix string, format string, args ...any) error {
-		return &SetError{Door: u.door, Key: u.key, Set: set, Err: fmt.Errorf(format, args...), Fix: fix}
+		return &SetError{Door: u.door, Key: u.key, Value: u.value(), Err: fmt.Errorf(format, args...), Fix: fix}
 	}
 	t, err := c.ListTableOfFamily(set.Table, families[set.Family])
 	if perr := permission(err); perr != nil {
@@ -94,15 +88,18 @@ func checkOne(c *nftables.Conn, u use) error {
 	return nil
 }
 
-// adder adds to one set over a netlink socket of its own.
-type adder struct {
+func newAdder(u use, netnsFd int) adder {
+	if u.ipset != "" {
+		return &ipsetAdder{name: u.ipset, netnsFd: netnsFd}
+	}
+	return &nftAdder{set: u.set, netnsFd: netnsFd}
+}
+
+// nftAdder adds to one nftables set over a netlink socket of its own.
+type nftAdder struct {
 	set     config.NFTSet
 	netnsFd int
 	c       *nftables.Conn
-}
-
-func newAdder(set config.NFTSet, netnsFd int) *adder {
-	return &adder{set: set, netnsFd: netnsFd}
 }
 
 // add adds the batch in one transaction. Each element is added, deleted
@@ -110,7 +107,7 @@ func newAdder(set config.NFTSet, netnsFd int) *adder {
 // set gets its expiry pushed out whatever the kernel does when an existing
 // element is added, and is never in the set twice nor missing from it for
 // an instant.
-func (a *adder) add(batch []addition) error {
+func (a *nftAdder) add(batch []addition) error {
 	if a.c == nil {
 		c, err := conn(a.netnsFd, true)
 		if err != nil {

@@ -5,21 +5,16 @@ package kset
 import (
 	"fmt"
 	"runtime"
-
-	"github.com/knock-go/knock/config"
 )
 
-var errUnimplemented = fmt.Errorf("kset: nftables sets are not implemented on %s", runtime.GOOS)
+var errUnimplemented = fmt.Errorf("kset: nftables sets and ipsets are not implemented on %s", runtime.GOOS)
 
-func check(us []use, _ int) error {
-	if len(us) == 0 {
-		return nil
-	}
-	return &SetError{Door: us[0].door, Key: us[0].key, Set: us[0].set, Err: errUnimplemented}
+func check(u use, _ int) error {
+	return &SetError{Door: u.door, Key: u.key, Value: u.value(), Err: errUnimplemented}
 }
 
-type adder struct{}
+type unimplemented struct{}
 
-func newAdder(config.NFTSet, int) *adder { return &adder{} }
+func newAdder(use, int) adder { return unimplemented{} }
 
-func (*adder) add([]addition) error { return errUnimplemented }
+func (unimplemented) add([]addition) error { return errUnimplemented }

@@ -1,0 +1,96 @@
+package kset
+
+import (
+	"context"
+	"errors"
+	"net/netip"
+	"os/exec"
+	"regexp"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/knock-go/knock/config"
+)
+
+// ipsetTimeout returns the timeout left of addr in the ipset, as the
+// ipset command lists it.
+func ipsetTimeout(t *testing.T, ns interface{ Name() string }, set, addr string) (int, bool) {
+	t.Helper()
+	out, err := exec.Command("ip", "netns", "exec", ns.Name(), "ipset", "list", set).CombinedOutput()
+	if err != nil {
+		t.Fatalf("ipset list: %v: %s", err, out)
+	}
+	ms := regexp.MustCompile(`(?m)^`+regexp.QuoteMeta(addr)+` timeout (\d+)$`).FindAllSubmatch(out, -1)
+	if len(ms) > 1 {
+		t.Errorf("%s is in %s %d times:\n%s", addr, set, len(ms), out)
+	}
+	if len(ms) == 0 {
+		return 0, false
+	}
+	n, _ := strconv.Atoi(string(ms[0][1]))
+	return n, true
+}
+
+func TestIPSet(t *testing.T) {
+	if _, err := exec.LookPath("ipset"); err != nil {
+		t.Skip("ipset is not installed (CI installs it)")
+	}
+	n, fd := labNetns(t)
+	n.Run(t, "ipset", "create", "knock4", "hash:ip", "family", "inet", "timeout", "60")
+	n.Run(t, "ipset", "create", "knock6", "hash:ip", "family", "inet6", "timeout", "60")
+	n.Run(t, "ipset", "create", "plain4", "hash:ip", "family", "inet")
+	n.Run(t, "ipset", "create", "net4", "hash:net", "family", "inet", "timeout", "60")
+	d := &config.Door{Name: "ssh", CmdTimeout: 30 * time.Second, IPSet: "knock4", IPSet6: "knock6"}
+	s, err := New([]*config.Door{d}, Options{NetNSFd: fd})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Open(d, netip.MustParseAddr("198.18.0.2"), "", time.Now())
+	s.Open(d, netip.MustParseAddr("2001:db8::2"), "", time.Now())
+	s.Close(context.Background())
+	if left, ok := ipsetTimeout(t, n, "knock4", "198.18.0.2"); !ok || left > 30 || left < 20 {
+		t.Errorf("198.18.0.2 in knock4: %v, %d s left: want about 30", ok, left)
+	}
+	if _, ok := ipsetTimeout(t, n, "knock6", "2001:db8::2"); !ok {
+		t.Errorf("2001:db8::2 is not in knock6")
+	}
+	if _, ok := ipsetTimeout(t, n, "knock4", "2001:db8::2"); ok {
+		t.Errorf("2001:db8::2 is in knock4")
+	}
+
+	// A re-knock with a longer Cmd_Timeout pushes the expiry out.
+	d.CmdTimeout = time.Hour
+	s, err = New([]*config.Door{d}, Options{NetNSFd: fd})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Open(d, netip.MustParseAddr("198.18.0.2"), "", time.Now())
+	s.Close(context.Background())
+	if left, ok := ipsetTimeout(t, n, "knock4", "198.18.0.2"); !ok || left < 3000 {
+		t.Errorf("after the re-knock 198.18.0.2 has %d s left (present %v): want about 3600", left, ok)
+	}
+
+	for _, tt := range []struct {
+		name string
+		d    *config.Door
+		msg  string
+	}{
+		{"no ipset", &config.Door{Name: "ssh", IPSet: "nosuch"},
+			"[ssh] IPSet = nosuch: there is no ipset nosuch: create it with: ipset create nosuch hash:ip family inet timeout 60"},
+		{"wrong family", &config.Door{Name: "ssh", IPSet: "knock6"},
+			"[ssh] IPSet = knock6: the ipset is not of family inet: create it with: ipset destroy knock6 && ipset create knock6 hash:ip family inet timeout 60"},
+		{"wrong type", &config.Door{Name: "ssh", IPSet: "net4"},
+			"[ssh] IPSet = net4: the ipset is hash:net, not hash:ip: create it with: ipset destroy net4 && ipset create net4 hash:ip family inet timeout 60"},
+		{"IPv4 ipset for IPv6", &config.Door{Name: "ssh", IPSet6: "plain4"},
+			"[ssh] IPSet_6 = plain4: the ipset is not of family inet6: create it with: ipset destroy plain4 && ipset create plain4 hash:ip family inet6 timeout 60"},
+		{"no timeout", &config.Door{Name: "ssh", IPSet: "plain4"},
+			"[ssh] IPSet = plain4: the ipset has no timeout, so its entries would never expire: create it with: ipset destroy plain4 && ipset create plain4 hash:ip family inet timeout 60"},
+	} {
+		_, err := New([]*config.Door{tt.d}, Options{NetNSFd: fd})
+		var se *SetError
+		if !errors.As(err, &se) || err.Error() != tt.msg {
+			t.Errorf("%s: New: %v\nwant %s", tt.name, err, tt.msg)
+		}
+	}
+}
