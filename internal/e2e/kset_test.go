@@ -233,3 +233,43 @@ func TestNFTSetStartErrors(t *testing.T) {
 		})
 	}
 }
+
+// TestIPSetDoor: the same with iptables and ipset, over IPv4, from the
+// lines of configs/iptables-ipset.sh.
+func TestIPSetDoor(t *testing.T) {
+	t.Parallel()
+	requireLab(t, "ip", "iptables", "ipset", "setpriv")
+	srv, cli := netlab.NewNetns(t, "kips-srv"), netlab.NewNetns(t, "kips-cli")
+	veth := netlab.NewVeth(t, srv, cli, netlab.Addressing{NoIPv6: true})
+	dir := sharedTempDir(t)
+	script, err := os.ReadFile(filepath.Join(repoRoot(t), "configs", "iptables-ipset.sh"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := filepath.Join(dir, "rules.sh")
+	writeFile(t, f, strings.ReplaceAll(string(script), "--dport 22 ", fmt.Sprintf("--dport %d ", servicePort)))
+	runIn(t, srv, nil, "sh", f)
+	conf := filepath.Join(dir, "knockd.conf")
+	writeFile(t, conf, "[openSSH]\n\tsequence = 7000,8000,9000\n\tseq_timeout = 5\n\ttcpflags = syn\n\tcmd_timeout = 3\n\tIPSet = knock4\n\tIPSet_6 = knock6\n")
+	argv := append(append([]string{}, asNobodyNetAdmin...), knockdBin, "-c", conf, "-i", veth.A.Dev, "-v", "--backend", "raw")
+	d := startIn(t, srv, dir, "listening on", argv...)
+	service := net.JoinHostPort(veth.A.Addr.String(), fmt.Sprint(servicePort))
+	startEcho(t, srv, servicePort)
+
+	mustNotConnect(t, cli, service, "before the knock")
+	knockFrom(t, cli, knockBin, veth.A.Addr.String(), "7000", "8000", "9000")
+	waitOutput(t, d, fmt.Sprintf("openSSH: adding %s to ipset knock4 for 3 s", veth.B.Addr), 1)
+	opened := time.Now()
+	c := waitConnect(t, cli, service, "after the knock")
+	c.Close()
+	if err := d.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	<-d.done
+	if el := waitNoConnect(t, cli, service).Sub(opened); el > 8*time.Second {
+		t.Errorf("the door closed %v after the opening, want about Cmd_Timeout (3s)", el)
+	}
+	if strings.Contains(d.output(), "error") {
+		t.Errorf("errors in the output:\n%s", d.output())
+	}
+}
