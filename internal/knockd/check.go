@@ -169,7 +169,9 @@ func (c *checker) door(d *config.Door) {
 	}
 	stopping := d.StopCommand != "" || d.StopCommand6 != ""
 	cmdTimeout := seconds(d.CmdTimeout)
-	hasSet := d.NFTSet != (config.NFTSet{}) || d.NFTSet6 != (config.NFTSet{})
+	hasNFT := d.NFTSet != (config.NFTSet{}) || d.NFTSet6 != (config.NFTSet{})
+	hasIPSet := d.IPSet != "" || d.IPSet6 != ""
+	hasSet := hasNFT || hasIPSet
 	if !stopping && !hasSet {
 		cmdTimeout += " (unused: no Stop_Command)"
 	}
@@ -184,7 +186,7 @@ func (c *checker) door(d *config.Door) {
 		[2]string{"Stop_Command", cmd(d.StopCommand, "", "")},
 		[2]string{"Stop_Command_6", cmd(d.StopCommand6, d.StopCommand, "Stop_Command")},
 	)
-	if hasSet {
+	if hasNFT {
 		set := func(s config.NFTSet, family string) string {
 			if s == (config.NFTSet{}) {
 				return "none: " + family + " knockers are added to no set"
@@ -194,6 +196,18 @@ func (c *checker) door(d *config.Door) {
 		rows = append(rows,
 			[2]string{"NFT_Set", set(d.NFTSet, "IPv4")},
 			[2]string{"NFT_Set_6", set(d.NFTSet6, "IPv6")},
+		)
+	}
+	if hasIPSet {
+		set := func(s, family string) string {
+			if s == "" {
+				return "none: " + family + " knockers are added to no ipset"
+			}
+			return "ipset " + s + ", each knocker for Cmd_Timeout (the kernel closes it)"
+		}
+		rows = append(rows,
+			[2]string{"IPSet", set(d.IPSet, "IPv4")},
+			[2]string{"IPSet_6", set(d.IPSet6, "IPv6")},
 		)
 	}
 	fmt.Fprintln(c.out)

@@ -243,7 +243,7 @@ func TestMissingInterfaceWarning(t *testing.T) {
 func TestCheckSets(t *testing.T) {
 	dir := t.TempDir()
 	conf := filepath.Join(dir, "knockd.conf")
-	writeFile(t, conf, "[ssh]\n\tSequence = 7000\n\tCmd_Timeout = 5\n\tNFT_Set = inet knockd ssh4\n")
+	writeFile(t, conf, "[ssh]\n\tSequence = 7000\n\tCmd_Timeout = 5\n\tNFT_Set = inet knockd ssh4\n\tIPSet_6 = knock6\n")
 	var out, errs bytes.Buffer
 	if err := Run(context.Background(), Options{ConfigPath: conf, Backend: "listener", Check: true, Stdout: &out, Stderr: &errs}); err != nil {
 		t.Fatalf("Run: %v\n%s", err, errs.String())
@@ -252,6 +252,8 @@ func TestCheckSets(t *testing.T) {
 		"Cmd_Timeout:     5 s\n",
 		"NFT_Set:         nft set inet knockd ssh4, each knocker for Cmd_Timeout (the kernel closes it)\n",
 		"NFT_Set_6:       none: IPv6 knockers are added to no set\n",
+		"IPSet:           none: IPv4 knockers are added to no ipset\n",
+		"IPSet_6:         ipset knock6, each knocker for Cmd_Timeout (the kernel closes it)\n",
 	} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("--check output does not hold %q:\n%s", want, out.String())
