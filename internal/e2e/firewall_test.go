@@ -197,7 +197,7 @@ func startEcho(t *testing.T, ns *netlab.Netns, port int) net.Listener {
 	t.Helper()
 	var l net.Listener
 	if err := ns.Do(func() (err error) {
-		l, err = net.Listen("tcp4", fmt.Sprintf(":%d", port))
+		l, err = net.Listen("tcp", fmt.Sprintf(":%d", port)) // IPv4 and IPv6
 		return err
 	}); err != nil {
 		t.Fatalf("listening on %d in %s: %v", port, ns, err)

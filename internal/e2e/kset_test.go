@@ -105,7 +105,6 @@ func TestNFTSetDoor(t *testing.T) {
 	service4 := net.JoinHostPort(srv4, fmt.Sprint(servicePort))
 	service6 := net.JoinHostPort(srv6, fmt.Sprint(servicePort))
 	startEcho(t, l.srv, servicePort)
-	startEcho6(t, l.srv, servicePort)
 
 	mustNotConnect(t, l.cli, service4, "over IPv4 before the knock")
 	mustNotConnect(t, l.cli, service6, "over IPv6 before the knock")
@@ -151,38 +150,6 @@ func TestNFTSetDoor(t *testing.T) {
 	if out := d.output(); strings.Contains(out, "running command") {
 		t.Errorf("a set door ran a command:\n%s", out)
 	}
-}
-
-// startEcho6 is startEcho over IPv6.
-func startEcho6(t *testing.T, ns *netlab.Netns, port int) {
-	t.Helper()
-	var l net.Listener
-	if err := ns.Do(func() (err error) {
-		l, err = net.Listen("tcp6", fmt.Sprintf("[::]:%d", port))
-		return err
-	}); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { l.Close() })
-	go func() {
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				buf := make([]byte, 512)
-				for {
-					n, err := c.Read(buf)
-					if err != nil {
-						return
-					}
-					c.Write(buf[:n])
-				}
-			}()
-		}
-	}()
 }
 
 // TestNFTSetStartErrors: each unusable set stops the start-up with exit
