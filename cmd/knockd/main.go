@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log"
 	"os"
 	"os/signal"
 	"syscall"
@@ -95,6 +96,13 @@ func run(args []string, stdout, stderr io.Writer) int {
 }
 
 func action(c *cli.Context) error {
+	if !c.Bool("debug") {
+		// Only libraries write to the standard logger (vishvananda/netlink
+		// notes each ipset attribute it does not know, at every set
+		// check); knockd's own lines go through its logger. Keep them
+		// for -D.
+		log.SetOutput(io.Discard)
+	}
 	switch {
 	case c.Bool("version"):
 		fmt.Fprint(c.App.Writer, cmdline.VersionText("knockd", version))
