@@ -394,8 +394,9 @@ func (d *daemon) spec(doors []*config.Door) capture.Spec {
 // one stays (its log file is opened again all the same, for log
 // rotation); a good one replaces the doors at once: attempts in progress
 // on unchanged doors go on, the others end. Of [options], LogFile,
-// UseSyslog and Interface take effect; those that cannot change while
-// running are logged, one line each.
+// UseSyslog, Interface, MaxAttempts, MaxCommands and CommandLimit take
+// effect; those that cannot change while running are logged, one line
+// each.
 func (d *daemon) reload(ctx context.Context) {
 	d.log.Log("re-reading config file: %s", d.opts.ConfigPath)
 	cfg, err := config.Load(d.opts.ConfigPath)
@@ -446,7 +447,6 @@ func (d *daemon) reload(ctx context.Context) {
 		d.fixed("PidFile", d.opts.PidFile, old.PidFile, cfg.PidFile, config.DefaultPidFile)
 	}
 	d.fixed("StateDir", d.opts.StateDir, old.StateDir, cfg.StateDir, "the default state directory")
-	// [options] MaxAttempts: its reload comes with the match/ change (issue 10).
 	d.runner.SetLimits(cfg.MaxCommands, cfg.CommandLimit)
 	d.warnUnsupported(cfg.Doors)
 }
