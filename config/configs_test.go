@@ -2,6 +2,7 @@ package config
 
 import (
 	"net/netip"
+	"os"
 	"path/filepath"
 	"testing"
 	"time"
@@ -191,5 +192,33 @@ func TestConfigsAllLoad(t *testing.T) {
 		if len(c.Warnings) > 0 {
 			t.Errorf("%s: unexpected warnings %q", f, c.Warnings)
 		}
+	}
+}
+
+// BenchmarkParseConfigs parses each file in configs/ from memory, with a
+// stand-in for the one-time sequence file, so that it times the parser
+// alone: go test -run '^$' -bench ParseConfigs ./config/
+func BenchmarkParseConfigs(b *testing.B) {
+	files, err := filepath.Glob("../configs/*.conf")
+	if err != nil || len(files) == 0 {
+		b.Fatalf("no files in ../configs: %v", err)
+	}
+	oneTime := func(string) ([]wire.Knock, OneTimeLine, error) {
+		return seq(6110, 6120, 6130), OneTimeLine{Off: 1, Num: 1, Text: " 6110,6120,6130"}, nil
+	}
+	for _, f := range files {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Run(filepath.Base(f), func(b *testing.B) {
+			b.SetBytes(int64(len(data)))
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := parse(f, data, oneTime); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
 	}
 }
