@@ -54,10 +54,12 @@ func FuzzParse(f *testing.F) {
 		"[options]\nUseSyslog\nUseSyslog\n",
 		"[DEFAULT]\nsequence = 1\n[d]\ntimeout = 0\n",
 		"[d]\nsequence = 1\nsource = 192.0.2.0/24, 2001:db8::1\nsource = ::ffff:198.51.100.0/120\n",
+		"[ d ]\nsequence = 1\ncommand = \"\"\"a\"\"\" b\nstop_command = `\ncommand = \"\"\"\"\"\"\ntimeout = 5\nseq_timeout = 6\n",
 	} {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
+		checkReading(t, data)
 		c, err := parse("knockd.conf", data, fakeOneTime)
 		if err != nil {
 			var e *Error
@@ -93,6 +95,57 @@ func FuzzParse(f *testing.F) {
 			}
 		}
 	})
+}
+
+// checkReading fails t unless readLines and ini.v1 read data as knockd
+// does: every line above the first one rejected is blank, a comment, a
+// section whose name ini.v1 read as the text between the brackets,
+// trimmed, a bare word, or a key whose value ini.v1 read as the rest of
+// the line after the first "=", trimmed. Only a repeated bare word may be
+// left out.
+func checkReading(t *testing.T, data []byte) {
+	t.Helper()
+	secs, src, lineErr := readLines("knockd.conf", data)
+	if err := readINI("knockd.conf", src, secs); err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimPrefix(string(data), "\ufeff"), "\n")
+	stop := len(lines) + 1
+	if lineErr != nil {
+		stop = lineErr.Line
+	}
+	read := map[int]bool{}
+	for _, s := range secs {
+		read[s.line] = true
+		h := strings.TrimSpace(lines[s.line-1])
+		if want := strings.TrimSpace(h[1 : len(h)-1]); s.name != want {
+			t.Fatalf("line %d: ini.v1 named the section %q, knockd %q", s.line, s.name, want)
+		}
+		words := map[string]bool{}
+		for _, e := range s.entries {
+			read[e.line] = true
+			k, v, ok := strings.Cut(strings.TrimSpace(lines[e.line-1]), "=")
+			switch k = strings.ToLower(strings.TrimSpace(k)); {
+			case k != e.key:
+				t.Fatalf("line %d: key %q, knockd reads %q", e.line, e.key, k)
+			case ok == e.bare:
+				t.Fatalf("line %d: bare is %v, yet the line has an \"=\": %v", e.line, e.bare, ok)
+			case e.bare:
+				words[k] = true
+			case e.value != strings.TrimSpace(v):
+				t.Fatalf("line %d: ini.v1 read the value %q, knockd %q", e.line, e.value, strings.TrimSpace(v))
+			}
+		}
+		for n := s.line + 1; n < stop && n <= len(lines); n++ {
+			l := strings.TrimSpace(lines[n-1])
+			if l != "" && l[0] == '[' {
+				break
+			}
+			if !read[n] && l != "" && l[0] != '#' && l[0] != ';' && !words[strings.ToLower(l)] {
+				t.Fatalf("line %d (%q) was left out", n, l)
+			}
+		}
+	}
 }
 
 func FuzzParseSequence(f *testing.F) {

@@ -1,7 +1,6 @@
 package config
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"math"
@@ -11,6 +10,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"gopkg.in/ini.v1"
 
 	"github.com/knock-go/knock/wire"
 )
@@ -47,117 +48,88 @@ func Parse(path string, data []byte) (*Config, error) {
 type oneTimeReader func(path string) ([]wire.Knock, OneTimeLine, error)
 
 func parse(path string, data []byte, readOneTime oneTimeReader) (*Config, error) {
-	secs, scanErr := scan(path, data)
+	secs, src, lineErr := readLines(path, data)
+	if err := readINI(path, src, secs); err != nil {
+		return nil, err
+	}
 	b := &builder{path: path, cfg: &Config{Path: path}, readOneTime: readOneTime}
 	for _, s := range secs {
 		if err := b.section(s); err != nil {
 			return nil, err
 		}
 	}
-	if scanErr != nil {
-		return nil, scanErr
+	if lineErr != nil {
+		return nil, lineErr
 	}
 	return b.cfg, nil
 }
 
-// knockd.conf is read by scan, one line at a time, as knockd 0.8 reads
-// it: a line is blank, a comment ("#" or ";" first), a [section] header,
-// a bare word (UseSyslog), or key = value, where the value is the whole
-// rest of the line after the first "=", trimmed, with "#", ";", "=" and
-// quotes kept. No INI library reads the file this way: gopkg.in/ini.v1
-// (v1.67.3) takes a value that starts with a backquote or """ for a
-// quoted string whatever its options (so "`which iptables` -A ..." would
-// lose its command), lets an unclosed quote swallow the lines after it,
-// unquotes quoted key names, renames a key "-", fails on a repeated bare
-// word and keeps no line numbers. scan also reports what knockd cannot
-// tell: the line of every problem, directives before any section and
-// doors defined twice. The builder below then applies knockd's rules for
-// repeated keys (a later Sequence wins, TCPFlags and Source lines add up).
-
-// section is one [name] block of the file, as scanned.
-type section struct {
-	name    string
-	line    int
-	options bool    // [options], in any case
-	entries []entry // its directives in file order
-	partial bool    // scanning stopped inside it, at an error
+// iniOptions make ini.v1 read a value the way knockd does: the whole rest
+// of the line after the first "=", "#", ";" and quotes included, with no
+// continuation lines, a bare word allowed, and every line of a repeated
+// key kept in order. Key names are case-insensitive, section names keep
+// their case (door names are case-sensitive), a repeated [options] stays
+// a section of its own, and the child delimiter is a newline, which no
+// section name can hold, so no section inherits another's keys. What
+// ini.v1 reads differently from knockd is settled before it reads the
+// text, in lines.go.
+var iniOptions = ini.LoadOptions{
+	InsensitiveKeys:            true,
+	IgnoreInlineComment:        true,
+	IgnoreContinuation:         true,
+	AllowBooleanKeys:           true,
+	AllowShadows:               true,
+	AllowDuplicateShadowValues: true,
+	AllowNonUniqueSections:     true,
+	PreserveSurroundedQuote:    true,
+	KeyValueDelimiters:         "=",
+	ChildSectionDelimiter:      "\n",
 }
 
-// entry is one directive line.
-type entry struct {
-	line int
-	key  string // as written, trimmed
-	raw  string // everything after the first "=", trimmed
-	bare bool   // a word alone on its line, with no "="
-}
-
-// scan splits data into sections and directives. It stops at the first
-// line that fits neither, returning what it read so far and an error
-// about that line.
-func scan(path string, data []byte) ([]*section, *Error) {
-	data = bytes.TrimPrefix(data, []byte("\xef\xbb\xbf")) // a UTF-8 BOM, as editors write it
-	var (
-		secs  []*section
-		cur   *section
-		doors = map[string]int{} // door name -> header line
-	)
-	fail := func(line int, sec, msg string) ([]*section, *Error) {
-		if cur != nil {
-			cur.partial = true
-		}
-		return secs, &Error{File: path, Line: line, Section: sec, Msg: msg}
+// readINI has ini.v1 parse src, the text readLines prepared, and gives
+// each section of secs its name and each entry its value as ini.v1 read
+// them: the n-th line of a key in a section is the n-th of its
+// ValueWithShadows. readLines hands over only what ini.v1 reads as knockd
+// does, so the two always agree on the sections and keys; should they
+// not, that is a bug, reported as an error rather than guessed around.
+func readINI(path string, src []byte, secs []*section) *Error {
+	bug := func(line int, format string, args ...any) *Error {
+		return &Error{File: path, Line: line, Msg: fmt.Sprintf("gopkg.in/ini.v1 read the file otherwise than the line check in front of it ("+format+"): a bug in this knockd, please report it with the file", args...)}
 	}
-	for i, l := range bytes.Split(data, []byte("\n")) {
-		n := i + 1
-		t := strings.TrimSpace(string(l))
-		switch {
-		case t == "", t[0] == '#', t[0] == ';':
-			continue
-		case t[0] == '[':
-			end := strings.LastIndexByte(t, ']')
-			if end < 0 {
-				return fail(n, "", `section header has no closing "]": write [name]`)
+	f, err := ini.LoadSources(iniOptions, src)
+	if err != nil {
+		return bug(0, "%v", err)
+	}
+	// The first section is ini.v1's implicit DEFAULT, which holds the
+	// lines above the first header: readLines takes none there.
+	all := f.Sections()
+	if len(all) != len(secs)+1 || len(all[0].Keys()) != 0 {
+		return bug(0, "%d sections, not %d", len(all)-1, len(secs))
+	}
+	for i, is := range all[1:] {
+		s := secs[i]
+		s.name = is.Name()
+		vals := make(map[string][]string, len(s.entries))
+		for _, k := range is.Keys() {
+			vals[k.Name()] = k.ValueWithShadows()
+		}
+		used := make(map[string]int, len(vals))
+		for j := range s.entries {
+			e := &s.entries[j]
+			v, n := vals[e.key], used[e.key]
+			if n >= len(v) {
+				return bug(e.line, "[%s] has %d %s lines", s.name, len(v), e.key)
 			}
-			if end != len(t)-1 {
-				return fail(n, "", `unexpected text after "]": a section header is [name] alone on its line`)
+			e.value = v[n]
+			used[e.key] = n + 1
+		}
+		for k, v := range vals {
+			if used[k] != len(v) {
+				return bug(s.line, "[%s] has %d %s lines, not %d", s.name, len(v), k, used[k])
 			}
-			name := strings.TrimSpace(t[1:end])
-			// knockd 0.8 takes the text between the first and the last
-			// byte as the name.
-			as08 := fmt.Sprintf("; knockd 0.8 would have named the door %q", t[1:end])
-			if name == "" {
-				if t[1:end] == "" {
-					as08 = ""
-				}
-				return fail(n, "", "empty section name: write [options], or a door name such as [openSSH]"+as08)
-			}
-			if strings.ContainsAny(name, "[]") {
-				return fail(n, "", fmt.Sprintf("section name %q may not contain [ or ]", name)+as08)
-			}
-			s := &section{name: name, line: n, options: strings.EqualFold(name, "options")}
-			if !s.options {
-				if prev, ok := doors[name]; ok {
-					return fail(n, name, fmt.Sprintf("door %q is already defined at line %d: give each door a name of its own; knockd 0.8 would have run both doors, under the one name", name, prev))
-				}
-				doors[name] = n
-			}
-			secs = append(secs, s)
-			cur = s
-		default:
-			if cur == nil {
-				return fail(n, "", "all directives must belong to a section: put [options], or a door header such as [openSSH], above this line")
-			}
-			e := entry{line: n, key: t, bare: true}
-			if k, v, ok := strings.Cut(t, "="); ok {
-				e = entry{line: n, key: strings.TrimSpace(k), raw: strings.TrimSpace(v)}
-				if e.key == "" {
-					return fail(n, cur.name, `no key before "=": write key = value`)
-				}
-			}
-			cur.entries = append(cur.entries, e)
 		}
 	}
-	return secs, nil
+	return nil
 }
 
 // keyKind says which sections a key belongs to.
@@ -253,54 +225,20 @@ func (b *builder) section(s *section) *Error {
 	return nil
 }
 
+// entry applies one key line, whose section and value readLines has
+// checked.
 func (b *builder) entry(s *section, ds *doorState, e entry) *Error {
-	lk := strings.ToLower(e.key)
-	def, ok := keyDefs[lk]
+	def := keyDefs[e.key]
 	fail := func(key, format string, args ...any) *Error {
 		return &Error{File: b.path, Line: e.line, Section: s.name, Key: key, Msg: fmt.Sprintf(format, args...)}
 	}
-	if !ok {
-		if e.bare {
-			// "Sequence 7000,8000": a known key, then a value, but no "=".
-			if f := strings.Fields(e.key); len(f) > 1 {
-				if d, ok := keyDefs[strings.ToLower(f[0])]; ok && d.example != "" {
-					return fail(d.name, `missing "=" between the key and its value: write %s = %s`, d.name, strings.TrimSpace(e.key[len(f[0]):]))
-				}
-			}
-		}
-		return fail("", "unknown key %q%s", e.key, suggest(lk, s.options))
-	}
-	switch {
-	case def.kind == doorKey && s.options:
-		as08 := ""
-		if s.name != "options" {
-			// knockd 0.8 knows [options] in lower case only.
-			as08 = fmt.Sprintf("; knockd 0.8 would have read [%s] as a door of that name", s.name)
-		}
-		return fail(def.name, "this key belongs in a door section (such as [openSSH]), not in [options]%s", as08)
-	case def.kind == optionKey && !s.options:
-		as08 := ""
-		if def.id == "usesyslog" && e.bare {
-			as08 = "; knockd 0.8 would have turned syslog on all the same"
-		}
-		return fail(def.name, "this key belongs in the [options] section, not in a door section%s", as08)
-	case def.id == "usesyslog":
-		if !e.bare {
-			return fail(def.name, "takes no value: write UseSyslog alone on its line")
-		}
-		b.cfg.UseSyslog = true
-		return nil
-	case e.bare || e.raw == "":
-		var err error = fmt.Errorf("no value: write %s = %s", def.name, def.example)
-		if !e.bare {
-			err = with08(err, emptyValue08(def.id))
-		}
-		return fail(def.name, "%s", err)
-	}
-	v := e.raw
+	v := e.value
 
 	var err error
 	switch def.id {
+	case "usesyslog":
+		// A bare word, which ini.v1 reads as a boolean key.
+		b.cfg.UseSyslog = true
 	case "logfile":
 		b.cfg.LogFile = v
 	case "pidfile":
