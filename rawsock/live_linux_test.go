@@ -7,11 +7,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"net"
 	"net/netip"
 	"os"
-	"os/exec"
 	"runtime"
 	"slices"
 	"strings"
@@ -51,10 +49,12 @@ func needLive(t *testing.T) {
 // isolated), peer in the namespace ns.
 type liveEnv struct {
 	t          *testing.T
-	ns         *netlab.Netns
+	self, ns   *netlab.Netns // the test's own namespace, the peer's
+	cfg        netlab.VethConfig
+	veth       *netlab.Veth
 	host, peer string
-	host4      netip.Addr // 198.18.x.1
-	peer4      netip.Addr // 198.18.x.2
+	host4      netip.Addr // 198.18.n.1
+	peer4      netip.Addr // 198.18.n.2
 	host6      netip.Addr
 	peer6      netip.Addr
 	hostMAC    net.HardwareAddr
@@ -66,55 +66,32 @@ type liveEnv struct {
 func newLiveEnv(t *testing.T) *liveEnv { return newLiveEnvBridged(t, false) }
 
 // newLiveEnvBridged is newLiveEnv, with host a port of a bridge when
-// bridged.
+// bridged. The pair is made by createVeth.
 func newLiveEnvBridged(t *testing.T, bridged bool) *liveEnv {
 	needLive(t)
-	if netlab.IsolatedNetns() == "" {
-		t.Fatalf("%s creates interfaces: it must call isolated first", t.Name())
-	}
+	// Names and addresses of its own for each pair in this namespace,
+	// known before the pair exists (a test may watch for it).
 	n := liveSeq.Add(1)
-	pid := os.Getpid()
 	e := &liveEnv{
-		t:    t,
-		host: fmt.Sprintf("krs%dh%d", pid%100000, n),
-		peer: fmt.Sprintf("krs%dp%d", pid%100000, n),
+		t:     t,
+		self:  netlab.Self(t),
+		ns:    netlab.NewNetns(t, "krs"),
+		host:  fmt.Sprintf("krs%dh", n),
+		peer:  fmt.Sprintf("krs%dp", n),
+		host4: netip.AddrFrom4([4]byte{198, 18, byte(n), 1}),
+		peer4: netip.AddrFrom4([4]byte{198, 18, byte(n), 2}),
+		host6: netip.MustParseAddr(fmt.Sprintf("2001:db8:%x::1", n)),
+		peer6: netip.MustParseAddr(fmt.Sprintf("2001:db8:%x::2", n)),
 	}
-	bridge := fmt.Sprintf("krs%db%d", pid%100000, n)
-	// A /24 in 198.18.0.0/15 and a /64 in 2001:db8::/32 that this
-	// namespace does not use yet.
-	used := map[netip.Prefix]bool{}
-	if addrs, err := net.InterfaceAddrs(); err == nil {
-		for _, a := range addrs {
-			if p, err := netip.ParsePrefix(a.String()); err == nil {
-				used[netip.PrefixFrom(p.Addr(), 24).Masked()] = true
-			}
-		}
-	}
-	for {
-		v := rand.IntN(512)
-		base := netip.AddrFrom4([4]byte{198, 18 + byte(v/256), byte(v % 256), 0})
-		if used[netip.PrefixFrom(base, 24)] {
-			continue
-		}
-		b := base.As4()
-		e.host4 = netip.AddrFrom4([4]byte{b[0], b[1], b[2], 1})
-		e.peer4 = netip.AddrFrom4([4]byte{b[0], b[1], b[2], 2})
-		break
-	}
-	w := rand.Uint32()
-	e.host6 = netip.MustParseAddr(fmt.Sprintf("2001:db8:%x:%x::1", w>>16, w&0xffff))
-	e.peer6 = netip.MustParseAddr(fmt.Sprintf("2001:db8:%x:%x::2", w>>16, w&0xffff))
-
 	if bridged {
-		e.bridge = bridge
+		e.bridge = netlab.NewBridge(t, e.self, fmt.Sprintf("krs%db", n))
 	}
-	e.ns = netlab.NewNetns(t, "krs")
-	t.Cleanup(func() {
-		exec.Command("ip", "link", "del", e.host).Run()
-		if e.bridge != "" {
-			exec.Command("ip", "link", "del", e.bridge).Run()
-		}
-	})
+	e.cfg = netlab.VethConfig{
+		Addressing: netlab.Addressing{A: e.host4, B: e.peer4, A6: e.host6, B6: e.peer6},
+		AName:      e.host,
+		BName:      e.peer,
+		Bridge:     e.bridge,
+	}
 	return e
 }
 
@@ -126,36 +103,15 @@ func isolated(t *testing.T) bool {
 	return netlab.Isolate(t)
 }
 
-func ipCmd(t *testing.T, args ...string) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	out, err := exec.CommandContext(ctx, "ip", args...).CombinedOutput()
-	if err != nil {
-		t.Fatalf("ip %s: %v\n%s", strings.Join(args, " "), err, out)
-	}
-}
-
-// createVeth creates the pair, moves peer into ns and brings both up
-// with their addresses.
+// createVeth makes the pair, up and addressed.
 func (e *liveEnv) createVeth() {
 	t := e.t
 	t.Helper()
-	ipCmd(t, "link", "add", e.host, "type", "veth", "peer", "name", e.peer)
-	ipCmd(t, "link", "set", e.peer, "netns", e.ns.Name())
+	e.veth = netlab.NewVethWith(t, e.self, e.ns, e.cfg)
 	dev := e.host
 	if e.bridge != "" {
-		ipCmd(t, "link", "add", e.bridge, "type", "bridge")
-		ipCmd(t, "link", "set", e.host, "master", e.bridge)
-		ipCmd(t, "link", "set", e.bridge, "up")
 		dev = e.bridge
 	}
-	ipCmd(t, "addr", "add", e.host4.String()+"/24", "dev", dev)
-	ipCmd(t, "addr", "add", e.host6.String()+"/64", "dev", dev, "nodad")
-	ipCmd(t, "link", "set", e.host, "up")
-	e.ns.IP(t, "addr", "add", e.peer4.String()+"/24", "dev", e.peer)
-	e.ns.IP(t, "addr", "add", e.peer6.String()+"/64", "dev", e.peer, "nodad")
-	e.ns.IP(t, "link", "set", e.peer, "up")
 	ifi, err := net.InterfaceByName(dev)
 	if err != nil {
 		t.Fatal(err)
@@ -163,7 +119,7 @@ func (e *liveEnv) createVeth() {
 	e.hostMAC = ifi.HardwareAddr
 }
 
-func (e *liveEnv) deleteVeth() { ipCmd(e.t, "link", "del", e.host) }
+func (e *liveEnv) deleteVeth() { e.veth.Delete(e.t) }
 
 // dial sends one TCP SYN from the peer to addr:port (a closed port: the
 // host answers with a reset).
@@ -529,8 +485,8 @@ func TestLiveNamedInterface(t *testing.T) {
 	}
 
 	// Down and up again.
-	ipCmd(t, "link", "set", e.host, "down")
-	ipCmd(t, "link", "set", e.host, "up")
+	e.self.IP(t, "link", "set", e.host, "down")
+	e.self.IP(t, "link", "set", e.host, "up")
 	r.until(t, "a knock after down and up", func() { e.dial(e.host4, portSyn) }, knock)
 
 	// Deleted and created again: a new index.
@@ -547,8 +503,8 @@ func TestLiveNamedInterface(t *testing.T) {
 	b := e.host4.As4()
 	b[3] = 3
 	newAddr := netip.AddrFrom4(b)
-	ipCmd(t, "addr", "del", e.host4.String()+"/24", "dev", e.host)
-	ipCmd(t, "addr", "add", newAddr.String()+"/24", "dev", e.host)
+	e.self.IP(t, "addr", "del", e.host4.String(), "peer", e.peer4.String(), "dev", e.host)
+	e.self.IP(t, "addr", "add", newAddr.String(), "peer", e.peer4.String(), "dev", e.host)
 	toNew := func() { e.raw(ip4(e.peer4.String(), newAddr.String(), protoUDP, 0, nil, udpHdr(9, portUDP, nil))) }
 	r.until(t, "a knock on the new address", toNew, func(ev capture.Event) bool {
 		return ev.Dst == newAddr && ev.Port == portUDP
@@ -681,10 +637,6 @@ func TestLiveOnce(t *testing.T) {
 	if !isolated(t) {
 		return
 	}
-	if err := exec.Command("ip", "link", "add", "krs-probe", "type", "bridge").Run(); err != nil {
-		t.Skip("skipping: this kernel cannot create bridges")
-	}
-	exec.Command("ip", "link", "del", "krs-probe").Run()
 	e := newLiveEnvBridged(t, true)
 	e.createVeth()
 	r := startSource(t, liveSpec(nil))
@@ -697,20 +649,13 @@ func TestLiveOnce(t *testing.T) {
 	})
 
 	t.Run("VLAN", func(t *testing.T) {
-		// VLAN 10 over the pair, in the other half of 198.18.0.0/15.
+		// VLAN 10 over the pair, in the other half of 198.18.0.0/15:
+		// on the bridge here, on the peer's end there.
 		b := e.host4.As4()
 		vhost := netip.AddrFrom4([4]byte{198, 19, b[2], 1})
 		vpeer := netip.AddrFrom4([4]byte{198, 19, b[2], 2})
-		vlan := e.host + "v"
-		if out, err := exec.Command("ip", "link", "add", "link", e.bridge, "name", vlan, "type", "vlan", "id", "10").CombinedOutput(); err != nil {
-			t.Skipf("skipping: this kernel cannot create VLAN devices: %s", out)
-		}
-		t.Cleanup(func() { exec.Command("ip", "link", "del", vlan).Run() })
-		ipCmd(t, "addr", "add", vhost.String()+"/24", "dev", vlan)
-		ipCmd(t, "link", "set", vlan, "up")
-		e.ns.IP(t, "link", "add", "link", e.peer, "name", e.peer+"v", "type", "vlan", "id", "10")
-		e.ns.IP(t, "addr", "add", vpeer.String()+"/24", "dev", e.peer+"v")
-		e.ns.IP(t, "link", "set", e.peer+"v", "up")
+		netlab.NewVLAN(t, netlab.Endpoint{NS: e.self, Dev: e.bridge}, e.veth.B, 10,
+			netlab.Addressing{A: vhost, B: vpeer, NoIPv6: true})
 		r.mark(t, e.udp, vhost)
 
 		e.dial(vhost, portSyn)

@@ -102,10 +102,8 @@ func NewDelayLink(t testing.TB, a, b *Netns, cfg DelayConfig) *DelayLink {
 		}
 		l.files[i] = f
 	}
-	for _, e := range [][2]Endpoint{{l.A, l.B}, {l.B, l.A}} {
-		if err := configure(e[0], e[1]); err != nil {
-			t.Fatalf("netlab: %v", err)
-		}
+	if err := configureLink(l.A, l.B); err != nil {
+		t.Fatalf("netlab: %v", err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	l.cancel = cancel

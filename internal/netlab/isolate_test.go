@@ -176,3 +176,20 @@ func TestIsolateOutcomes(t *testing.T) {
 		})
 	}
 }
+
+// TestSelf makes a bridge through netlab in the namespace Isolate runs
+// the test in, and finds it with this process's own sockets.
+func TestSelf(t *testing.T) {
+	netlab.Require(t)
+	if !netlab.Isolate(t) {
+		return
+	}
+	s := netlab.Self(t)
+	if s.Name() != netlab.IsolatedNetns() || netlab.Self(t) != s {
+		t.Fatalf("Self = %s, then another; want %s each time", s, netlab.IsolatedNetns())
+	}
+	br := netlab.NewBridge(t, s, "")
+	if _, err := net.InterfaceByName(br); err != nil {
+		t.Fatalf("the bridge %s, made in %s: %v", br, s, err)
+	}
+}

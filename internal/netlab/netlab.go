@@ -209,6 +209,37 @@ func (a Addressing) resolve() (Addressing, error) {
 	return a, nil
 }
 
+// configureLink configures both ends of a link, and waits for the routes
+// to their IPv6 peers: the kernel adds such a route only once it has seen
+// the device's carrier come up, which it learns some time after both ends
+// are up (up to a second on a busy machine). Until then a packet to the
+// peer, or a route through it, has no way out.
+func configureLink(a, b Endpoint) error {
+	for _, e := range [][2]Endpoint{{a, b}, {b, a}} {
+		if err := configure(e[0], e[1]); err != nil {
+			return err
+		}
+	}
+	for _, e := range [][2]Endpoint{{a, b}, {b, a}} {
+		if !e[0].Addr6.IsValid() {
+			continue
+		}
+		for end := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+			out, err := e[0].NS.ip("-6", "route", "show", e[1].Addr6.String()+"/128", "dev", e[0].Dev)
+			if err != nil {
+				return err
+			}
+			if out != "" && !strings.Contains(out, "linkdown") {
+				break
+			}
+			if time.Now().After(end) {
+				return fmt.Errorf("%s/%s: no route to the peer %v after 10 s: %q", e[0].NS, e[0].Dev, e[1].Addr6, out)
+			}
+		}
+	}
+	return nil
+}
+
 // configure brings the device at e up and gives it its addresses, with
 // the other end as peer.
 func configure(e, peer Endpoint) error {
@@ -236,31 +267,6 @@ func configure(e, peer Endpoint) error {
 // Veth is a veth pair joining two namespaces.
 type Veth struct {
 	A, B Endpoint
-}
 
-// NewVeth joins a and b with a veth pair (devices veth0, veth1, ... in
-// each), addressed as addr says, and up. The pair goes away with the
-// namespaces.
-func NewVeth(t testing.TB, a, b *Netns, addr Addressing) *Veth {
-	t.Helper()
-	Require(t)
-	addr, err := addr.resolve()
-	if err != nil {
-		t.Fatalf("netlab: %v", err)
-	}
-	v := &Veth{
-		A: Endpoint{NS: a, Dev: a.nextDev("veth"), Addr: addr.A, Addr6: addr.A6},
-		B: Endpoint{NS: b, Dev: b.nextDev("veth"), Addr: addr.B, Addr6: addr.B6},
-	}
-	// The peer is created in b directly, so equal names in a and b
-	// (veth0 and veth0) never meet.
-	if _, err := a.ip("link", "add", v.A.Dev, "type", "veth", "peer", "name", v.B.Dev, "netns", b.name); err != nil {
-		t.Fatalf("netlab: %v", err)
-	}
-	for _, e := range [][2]Endpoint{{v.A, v.B}, {v.B, v.A}} {
-		if err := configure(e[0], e[1]); err != nil {
-			t.Fatalf("netlab: %v", err)
-		}
-	}
-	return v
+	deleted bool
 }

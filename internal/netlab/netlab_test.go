@@ -282,3 +282,73 @@ func dialUDP(t *testing.T, ns *netlab.Netns, dst string) net.Conn {
 	t.Cleanup(func() { c.Close() })
 	return c
 }
+
+// linkExists reports whether dev is a device in ns.
+func linkExists(ns *netlab.Netns, dev string) bool {
+	_, err := ns.TryIP("link", "show", "dev", dev)
+	return err == nil
+}
+
+func TestVethWith(t *testing.T) {
+	t.Parallel()
+	a, b := netlab.NewNetns(t, "nltest-a"), netlab.NewNetns(t, "nltest-b")
+	cfg := netlab.VethConfig{AName: "left", BName: "right", Addressing: netlab.Addressing{NoIPv6: true}}
+	t.Run("named, deleted and made again", func(t *testing.T) {
+		v := netlab.NewVethWith(t, a, b, cfg)
+		if v.A.Dev != "left" || v.B.Dev != "right" {
+			t.Errorf("devices %s, %s; want left, right", v.A.Dev, v.B.Dev)
+		}
+		connectTime(t, a, listenTCP(t, b, v.B.Addr))
+		v.Delete(t)
+		if linkExists(a, "left") || linkExists(b, "right") {
+			t.Fatal("the pair is still there after Delete")
+		}
+		v = netlab.NewVethWith(t, a, b, cfg)
+		connectTime(t, b, listenTCP(t, a, v.A.Addr))
+	})
+	// The namespaces outlive the subtest; the pair does not.
+	if linkExists(a, "left") || linkExists(b, "right") {
+		t.Error("the pair is still there after its test")
+	}
+
+	var bridge string
+	t.Run("bridged", func(t *testing.T) {
+		br := netlab.NewBridge(t, a, "")
+		bridge = br
+		cfg := cfg
+		cfg.Bridge = br
+		cfg.NoIPv6 = false
+		v := netlab.NewVethWith(t, a, b, cfg)
+		out := a.IP(t, "-o", "addr", "show", "dev", br)
+		if !strings.Contains(out, v.A.Addr.String()) || !strings.Contains(out, v.A.Addr6.String()) {
+			t.Errorf("the bridge %s does not hold A's addresses:\n%s", br, out)
+		}
+		if out := a.IP(t, "-o", "link", "show", "dev", v.A.Dev); !strings.Contains(out, "master "+br) {
+			t.Errorf("%s is not a port of %s:\n%s", v.A.Dev, br, out)
+		}
+		if out := a.IP(t, "-o", "addr", "show", "dev", v.A.Dev); strings.Contains(out, "inet") {
+			t.Errorf("the bridge port %s has addresses of its own:\n%s", v.A.Dev, out)
+		}
+		for _, c := range []struct {
+			from, to *netlab.Netns
+			addr     netip.Addr
+		}{{a, b, v.B.Addr}, {b, a, v.A.Addr}, {a, b, v.B.Addr6}, {b, a, v.A.Addr6}} {
+			connectTime(t, c.from, listenTCP(t, c.to, c.addr))
+		}
+
+		var vlan *netlab.VLAN
+		t.Run("VLAN", func(t *testing.T) {
+			l := netlab.NewVLAN(t, netlab.Endpoint{NS: a, Dev: br}, v.B, 10, netlab.Addressing{
+				A: netip.MustParseAddr("198.19.0.1"), B: netip.MustParseAddr("198.19.0.2"), NoIPv6: true,
+			})
+			vlan = l
+			connectTime(t, b, listenTCP(t, a, l.A.Addr))
+		})
+		if vlan != nil && (linkExists(a, vlan.A.Dev) || linkExists(b, vlan.B.Dev)) {
+			t.Error("a VLAN device is still there after its test")
+		}
+	})
+	if bridge != "" && linkExists(a, bridge) || linkExists(a, "left") {
+		t.Error("the bridge or its port is still there after its test")
+	}
+}

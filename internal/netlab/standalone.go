@@ -45,21 +45,9 @@ func (n *Netns) TryIP(arg ...string) (string, error) { return n.ip(arg...) }
 // CreateVeth is NewVeth for a program: it joins a and b with a veth pair,
 // addressed as addr says, and up. The pair goes away with the namespaces.
 func CreateVeth(a, b *Netns, addr Addressing) (*Veth, error) {
-	addr, err := addr.resolve()
+	v, err := createVeth(a, b, VethConfig{Addressing: addr})
 	if err != nil {
 		return nil, fmt.Errorf("netlab: %w", err)
-	}
-	v := &Veth{
-		A: Endpoint{NS: a, Dev: a.nextDev("veth"), Addr: addr.A, Addr6: addr.A6},
-		B: Endpoint{NS: b, Dev: b.nextDev("veth"), Addr: addr.B, Addr6: addr.B6},
-	}
-	if _, err := a.ip("link", "add", v.A.Dev, "type", "veth", "peer", "name", v.B.Dev, "netns", b.name); err != nil {
-		return nil, fmt.Errorf("netlab: %w", err)
-	}
-	for _, e := range [][2]Endpoint{{v.A, v.B}, {v.B, v.A}} {
-		if err := configure(e[0], e[1]); err != nil {
-			return nil, fmt.Errorf("netlab: %w", err)
-		}
 	}
 	return v, nil
 }
