@@ -148,9 +148,9 @@ const maxAttemptsLimit = 1 << 28
 // Matcher holds the knock state. It is not safe for concurrent use: one
 // goroutine owns it (see Run).
 type Matcher struct {
-	opts   Options
-	max    int
-	doors  []door
+	opts  Options
+	max   int
+	doors []door
 	// conf are the doors as configured; derived holds, at the index of
 	// each time-derived one, its state (nil for the others), and
 	// derivedOff marks those switched off. stepDue is when the next of
@@ -159,9 +159,9 @@ type Matcher struct {
 	derived    []*derived
 	derivedOff []bool
 	stepDue    time.Time
-	first  firstIndex
-	gate   gateIndex
-	groups []group
+	first      firstIndex
+	gate       gateIndex
+	groups     []group
 	// stage1 lists the attempts at stage 1 by family (see family),
 	// oldest first, and n1 counts them.
 	stage1  [2]list
