@@ -96,4 +96,3 @@ func ParseTime(s string, now time.Time) (time.Time, error) {
 	}
 	return time.Unix(n, 0), nil
 }
-
