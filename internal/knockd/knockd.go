@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/knock-go/knock/capture"
@@ -93,12 +94,16 @@ type daemon struct {
 	openers []exec.Opener // each OPEN SESAME goes to all of them; runner first
 	matcher *match.Matcher
 	steps   *stepStore // the used steps of time-derived doors
-	loop    *match.Loop
-	events  chan *capture.Batch
-	acts    chan match.Action
-	names   *names
-	flood   *floodGate
-	evicted uint64 // the matcher's evictions already summarised
+	// quietSource sends the source's log lines to -D only, while it
+	// follows the steps of time-derived doors: the listener would log
+	// its sockets' moves at every step, all day long.
+	quietSource atomic.Bool
+	loop        *match.Loop
+	events      chan *capture.Batch
+	acts        chan match.Action
+	names       *names
+	flood       *floodGate
+	evicted     uint64 // the matcher's evictions already summarised
 }
 
 func start(opts Options) (*daemon, error) {
@@ -357,7 +362,11 @@ func (d *daemon) emit(acts []match.Action) {
 		case a.Kind == match.Stage && !d.flood.allow(stageLines),
 			a.Kind == match.Timeout && !d.flood.allow(timeoutLines):
 			continue
-		case a.Kind == match.NewSequence || a.Kind == match.Disabled || a.Kind == match.NewSteps:
+		case a.Kind == match.NewSteps:
+			d.quietSource.Store(true)
+			d.updateSource()
+			d.quietSource.Store(false)
+		case a.Kind == match.NewSequence || a.Kind == match.Disabled:
 			d.updateSource()
 		}
 		d.acts <- a
