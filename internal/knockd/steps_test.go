@@ -102,6 +102,21 @@ func TestStepStoreRefusesUntrustedRecords(t *testing.T) {
 			}
 		})
 	}
+	if os.Geteuid() == 0 {
+		dir := t.TempDir()
+		p := filepath.Join(dir, stepsName(a))
+		if err := os.WriteFile(p, []byte(stepsHeader+"\n1\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chown(p, 65534, 65534); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := newStepStore(dir, []*config.Door{a}); err == nil || !strings.Contains(err.Error(), "is owned by uid 65534") {
+			t.Errorf("a record of another user: %v", err)
+		}
+	} else {
+		t.Log("not root: the record of another user is not tried")
+	}
 	if _, err := newStepStore("", []*config.Door{a}); err == nil {
 		t.Error("no state directory: no error")
 	}
