@@ -178,8 +178,8 @@ func (dv *derived) due() time.Time {
 // setDue computes when the next derived door must move.
 func (m *Matcher) setDue() {
 	m.stepDue = time.Time{}
-	for _, dv := range m.derived {
-		if dv == nil {
+	for ci, dv := range m.derived {
+		if dv == nil || m.derivedOff[ci] {
 			continue
 		}
 		if t := dv.due(); m.stepDue.IsZero() || t.Before(m.stepDue) {
@@ -213,9 +213,10 @@ func (m *Matcher) moveSteps(now time.Time, out []Action) []Action {
 		}
 	}
 	m.setDue()
-	if len(changed) == 0 {
+	if len(changed) == 0 && !m.relayoutDue {
 		return out
 	}
+	m.relayoutDue = false
 	m.relayout()
 	for _, ci := range changed {
 		out = appendAction(out, NewSteps, m.derived[ci].cfg, netip.Addr{}, 0, now, nil)
@@ -300,11 +301,20 @@ func (m *Matcher) openDerived(di int32, src netip.Addr, now time.Time, out []Act
 	}
 	if err := m.opts.Steps.Use(dv.cfg, d.step); err != nil {
 		// An opening that is not on record could be replayed after a
-		// restart: refuse it and stop the door.
+		// restart: refuse it and stop the door. Its steps' doors are
+		// disabled at once; they leave m.doors, with their attempts, at
+		// the next moveSteps, which is due now: handle may be walking a
+		// source's attempts, which must not move under it.
 		ci := d.ci
 		m.derivedOff[ci] = true
-		m.relayout()
-		m.setDue()
+		for i := range m.doors {
+			if m.doors[i].derived && m.doors[i].ci == ci {
+				m.doors[i].disabled = true
+			}
+		}
+		m.index()
+		m.relayoutDue = true
+		m.stepDue = now
 		return append(out, Action{Kind: Disabled, Door: dv.cfg, Time: now,
 			Err: &disableError{fmt.Sprintf("error while recording the used step of door %s", dv.cfg.Name), err}})
 	}

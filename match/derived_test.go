@@ -225,6 +225,14 @@ func TestDerivedRecordFailureRefusesOpening(t *testing.T) {
 	plain := mkDoor("plain", "7000", 5)
 	at := tv.Add(5 * time.Second)
 	m := New([]*config.Door{d, plain}, Options{Now: (&clock{at}).now, Steps: &failSteps{}})
+	// Another source half way through the next step's sequence, and
+	// the same source on it too: their attempts end with the door.
+	for _, src := range []string{"192.0.2.9", "198.51.100.7"} {
+		for _, k := range d.Derived(cv + 1).Sequence[:2] {
+			m.Handle(capture.Event{Time: at, Src: netip.MustParseAddr(src), Dst: netip.MustParseAddr("203.0.113.1"),
+				Port: k.Port, Proto: k.Proto, Flags: wire.SYN}, nil)
+		}
+	}
 	got := knock(t, m, d, cv, "198.51.100.7", at)
 	want := []string{"error while recording the used step of door totp --> disabling the door"}
 	if diff := cmp.Diff(want, got); diff != "" {
@@ -232,6 +240,19 @@ func TestDerivedRecordFailureRefusesOpening(t *testing.T) {
 	}
 	if ds := m.Doors(); len(ds) != 1 || ds[0].Name != "plain" {
 		t.Errorf("doors after the failure: %v, want the plain door alone", ds)
+	}
+	if next, ok := m.NextDeadline(); !ok || next.After(at.Add(time.Second)) {
+		t.Errorf("NextDeadline = %v, %v: the disabled door's steps should leave at once", next, ok)
+	}
+	m.Expire(at.Add(time.Second), nil)
+	if err := m.check(); err != nil {
+		t.Fatal(err)
+	}
+	if st := m.Stats(); st.InProgress != 0 {
+		t.Errorf("%d attempts left on the disabled door", st.InProgress)
+	}
+	if next, ok := m.NextDeadline(); ok {
+		t.Errorf("NextDeadline = %v with no attempt and no derived door left", next)
 	}
 	if got := knock(t, m, d, cv, "198.51.100.7", at.Add(time.Second)); got != nil {
 		t.Errorf("the disabled door answered: %v", got)

@@ -159,9 +159,12 @@ type Matcher struct {
 	derived    []*derived
 	derivedOff []bool
 	stepDue    time.Time
-	first      firstIndex
-	gate       gateIndex
-	groups     []group
+	// relayoutDue says that doors were disabled, to be taken out of
+	// m.doors at the next moveSteps.
+	relayoutDue bool
+	first       firstIndex
+	gate        gateIndex
+	groups      []group
 	// stage1 lists the attempts at stage 1 by family (see family),
 	// oldest first, and n1 counts them.
 	stage1  [2]list
@@ -220,6 +223,7 @@ func (m *Matcher) setDoors(doors []*config.Door) {
 			m.derived[i] = newDerived(d, m.opts.Steps.Used(d), now)
 		}
 	}
+	m.relayoutDue = false
 	m.layout(nil)
 	m.setDue()
 }
@@ -342,7 +346,7 @@ func (m *Matcher) handle(ev *capture.Event, k srcKey, kind addrKind, h uint32, o
 			a := &m.atts[i]
 			next := a.srcNext
 			d := &m.doors[a.door]
-			if !targetOK(d.cfg, ev.Dst) {
+			if d.disabled || !targetOK(d.cfg, ev.Dst) {
 				prev, i = i, next
 				continue
 			}
