@@ -16,7 +16,7 @@ import (
 func openTrusted(path string) (*os.File, error) {
 	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
 	if errors.Is(err, syscall.ELOOP) {
-		return nil, fmt.Errorf("is a symbolic link, which this daemon does not follow: remove it")
+		return nil, fmt.Errorf("is a symbolic link, which this daemon does not follow: remove it (rm %s)", path)
 	}
 	if err != nil {
 		return nil, err
@@ -34,10 +34,10 @@ func openTrusted(path string) (*os.File, error) {
 		return fail("is not a regular file: remove it")
 	}
 	if st, ok := fi.Sys().(*syscall.Stat_t); ok && int(st.Uid) != os.Geteuid() {
-		return fail("is owned by uid %d, not by this daemon's user (uid %d), who could have written it: check it, then chown %d it", st.Uid, os.Geteuid(), os.Geteuid())
+		return fail("is owned by uid %d, not by this daemon's user (uid %d), who could have written it: check it, then run chown %d %s", st.Uid, os.Geteuid(), os.Geteuid(), path)
 	}
 	if m := fi.Mode().Perm(); m&0o022 != 0 {
-		return fail("is writable by group or others (mode %04o), who could have written it: check it, then chmod go-w it", m)
+		return fail("is writable by group or others (mode %04o), who could have written it: check it, then run chmod go-w %s", m, path)
 	}
 	return f, nil
 }
