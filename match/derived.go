@@ -1,6 +1,7 @@
 package match
 
 import (
+	"bytes"
 	"fmt"
 	"net/netip"
 	"slices"
@@ -14,7 +15,8 @@ import (
 // Steps records the steps of time-derived doors (config.Door.SecretFile)
 // that have opened, so that no step opens twice, across restarts too.
 // Doors with the same secret and the same Sequence_Step share their
-// record. Its methods run on the matcher's goroutine.
+// record (and the matcher spends a step on all of them when one opens).
+// Its methods run on the matcher's goroutine.
 type Steps interface {
 	// Used returns the step counters recorded as used for d, in any
 	// order.
@@ -318,6 +320,12 @@ func (m *Matcher) openDerived(di int32, src netip.Addr, now time.Time, out []Act
 		return append(out, Action{Kind: Disabled, Door: dv.cfg, Time: now,
 			Err: &disableError{fmt.Sprintf("error while recording the used step of door %s", dv.cfg.Name), err}})
 	}
-	dv.markUsed(d.step)
+	// Doors with the same secret and step share the record: the step
+	// is spent on each of them.
+	for _, o := range m.derived {
+		if o != nil && o.cfg.Derive.Step == dv.cfg.Derive.Step && bytes.Equal(o.cfg.Secret, dv.cfg.Secret) {
+			o.markUsed(d.step)
+		}
+	}
 	return append(out, Action{Kind: Open, Door: d.cfg, Src: src, Time: now})
 }

@@ -283,3 +283,19 @@ func TestDerivedReloadKeepsAttemptsAndRecord(t *testing.T) {
 		t.Errorf("the used step after a reload: %v, want a replay line", got)
 	}
 }
+
+func TestDerivedDoorsSharingASecretShareTheirSteps(t *testing.T) {
+	a := derivedDoor(t)
+	b := derivedDoor(t)
+	b.Name = "other"
+	b.Derive.Low, b.Derive.High = 40000, 46999
+	at := tv.Add(5 * time.Second)
+	m := New([]*config.Door{a, b}, Options{Now: (&clock{at}).now})
+	if diff := cmp.Diff([]string{openLine}, knock(t, m, a, cv, "198.51.100.7", at)); diff != "" {
+		t.Fatalf("door a (-want +got):\n%s", diff)
+	}
+	want := []string{"198.51.100.7: other: used sequence replayed (step 58907520): nothing opened"}
+	if diff := cmp.Diff(want, knock(t, m, b, cv, "198.51.100.7", at.Add(time.Second))); diff != "" {
+		t.Errorf("door other, same secret and step (-want +got):\n%s", diff)
+	}
+}
