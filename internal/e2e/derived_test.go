@@ -132,10 +132,22 @@ func derivedCase(t *testing.T, backend, proto string) {
 	// 3. The same ports again, right after, from the same source and
 	// from the other: a replay, logged, nothing opened.
 	replay := fmt.Sprintf("totp: used sequence replayed (step %d): nothing opened", c1+1)
-	cliA.Run(t, client, append([]string{hostA}, ports...)...)
-	d.waitLine(srcA + ": " + replay)
-	cliB.Run(t, client, append([]string{hostB}, ports...)...)
-	d.waitLine(srcB + ": " + replay)
+	// replayed sends the ports from ns to host and waits for the replay
+	// line; once step c1+1 has left the window (on a machine so slow
+	// that this took over 10 s), knockd no longer watches its ports and
+	// only the count of openings below can tell.
+	replayed := func(ns *netlab.Netns, host, src string) {
+		t.Helper()
+		inWindow := seqderive.Counter(time.Now().Add(time.Second), derivedStep*time.Second) <= c1+2
+		ns.Run(t, client, append([]string{host}, ports...)...)
+		if inWindow {
+			d.waitLine(src + ": " + replay)
+		} else {
+			t.Logf("step %d has left the window: no replay line to wait for", c1+1)
+		}
+	}
+	replayed(cliA, hostA, srcA)
+	replayed(cliB, hostB, srcB)
 	noMoreOpenings(2, "replays")
 
 	// 4. After a restart, still nothing.
@@ -145,8 +157,7 @@ func derivedCase(t *testing.T, backend, proto string) {
 	}
 	restarted := time.Now()
 	d = start()
-	cliB.Run(t, client, append([]string{hostB}, ports...)...)
-	d.waitLine(srcB + ": " + replay)
+	replayed(cliB, hostB, srcB)
 	noMoreOpenings(0, "a replay after the restart")
 
 	// 5. The sequence of three steps ago opens nothing, and 6. the next
