@@ -57,3 +57,32 @@ func TestDerivedStepRecordedBeforeTheCommand(t *testing.T) {
 		t.Errorf("%d openings, want 1:\n%s", n, f.stdout.String())
 	}
 }
+
+// TestDerivedReloadMovesTheCapture reloads a time-derived door with
+// another port range: the source watches the new range's ports at once.
+func TestDerivedReloadMovesTheCapture(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	secret := filepath.Join(dir, "secret")
+	if err := os.WriteFile(secret, []byte("JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	conf := "# (no fixed port: %%[1]d)\n[d]\nSequence_Secret = " + secret + "\nSequence_Ports = %s\nStart_Command = true\n"
+	f := runFakeWith(t, fmt.Sprintf(conf, "20000-26999"), Options{StateDir: filepath.Join(dir, "state")})
+	inRange := func(low, high uint16) bool {
+		ps := f.ports()
+		for _, p := range ps {
+			if p < low || p > high {
+				return false
+			}
+		}
+		return len(ps) >= 3
+	}
+	if !inRange(20000, 26999) {
+		t.Fatalf("the source watches %v, want ports of 20000-26999", f.ports())
+	}
+	f.sighup(fmt.Sprintf(conf, "40000-40999"))
+	if !inRange(40000, 40999) {
+		t.Fatalf("after the reload the source watches %v, want ports of 40000-40999:\n%s", f.ports(), f.stderr.String())
+	}
+}
