@@ -87,7 +87,10 @@ func NewSpec(doors []*config.Door, ifaces []string, ipv4Only bool) Spec {
 				ports = append(ports, Port{Proto: k.Proto, Port: k.Port})
 			}
 			p := &ports[i]
-			p.Doors = append(p.Doors, d.Name)
+			// A time-derived door is there once per step it accepts.
+			if !slices.Contains(p.Doors, d.Name) {
+				p.Doors = append(p.Doors, d.Name)
+			}
 			if k.Proto == wire.TCP && !slices.Contains(p.Flags, d.Flags) {
 				p.Flags = append(p.Flags, d.Flags)
 			}

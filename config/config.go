@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/knock-go/knock/seqderive"
 	"github.com/knock-go/knock/wire"
 )
 
@@ -38,7 +39,22 @@ type Door struct {
 	// Sequence is the knock sequence. For a one-time door it is the
 	// current (first unused) line of OneTimeFile; empty when that line
 	// is not a sequence, which disables the door (see Config.Warnings).
+	// For a time-derived door (SecretFile != "") it is empty as parsed;
+	// the matcher derives a copy of the door for each step it accepts,
+	// with that step's sequence here and the step in Step.
 	Sequence []wire.Knock
+	// SecretFile is the Sequence_Secret path, which makes the door's
+	// sequences time-derived; empty otherwise.
+	SecretFile string
+	// Secret is SecretFile's secret, decoded. Valid iff SecretFile != "".
+	Secret []byte
+	// Derive is how the sequences are derived: Sequence_Length,
+	// Sequence_Ports, Sequence_Step and Sequence_Proto. Valid iff
+	// SecretFile != "".
+	Derive seqderive.Params
+	// Step is the step counter that Sequence was derived for. Valid iff
+	// SecretFile != "" and Sequence is not empty.
+	Step uint64
 	// OneTimeFile is the One_Time_Sequences path; empty for a fixed
 	// sequence.
 	OneTimeFile string
@@ -112,6 +128,15 @@ func ParseIPSetName(v string) (string, error) {
 		return "", fmt.Errorf("%q is not an ipset name: 1 to 31 characters, no spaces", v)
 	}
 	return v, nil
+}
+
+// Derived returns a copy of the time-derived door d for step counter c,
+// with that step's sequence.
+func (d *Door) Derived(c uint64) *Door {
+	nd := *d
+	nd.Sequence = seqderive.Sequence(d.Secret, c, d.Derive)
+	nd.Step = c
+	return &nd
 }
 
 // SourceOK reports whether a knock from src may count on d.

@@ -55,9 +55,21 @@ func FuzzParse(f *testing.F) {
 		"[DEFAULT]\nsequence = 1\n[d]\ntimeout = 0\n",
 		"[d]\nsequence = 1\nsource = 192.0.2.0/24, 2001:db8::1\nsource = ::ffff:198.51.100.0/120\n",
 		"[ d ]\nsequence = 1\ncommand = \"\"\"a\"\"\" b\nstop_command = `\ncommand = \"\"\"\"\"\"\ntimeout = 5\nseq_timeout = 6\n",
+		"[d]\nsequence_secret = good.secret\nsequence_length = 32\nsequence_ports = 1-32\nsequence_step = 2\nsequence_proto = udp\n",
+		"[d]\nsequence_secret = missing.secret\n",
 	} {
 		f.Add([]byte(s))
 	}
+	// Arbitrary input never reads arbitrary files: good.secret is the
+	// one secret there is.
+	saved := readSecret
+	readSecret = func(path string) ([]byte, string, error) {
+		if path == "good.secret" {
+			return []byte("0123456789abcdef"), "", nil
+		}
+		return nil, "", errors.New("cannot read the secret: no such file or directory")
+	}
+	f.Cleanup(func() { readSecret = saved })
 	f.Fuzz(func(t *testing.T, data []byte) {
 		checkReading(t, data)
 		c, err := parse("knockd.conf", data, fakeOneTime)
@@ -77,6 +89,12 @@ func FuzzParse(f *testing.F) {
 		}
 		names := map[string]bool{}
 		for _, d := range c.Doors {
+			if d.SecretFile != "" {
+				if err := d.Derive.Check(); err != nil || len(d.Sequence) != 0 {
+					t.Fatalf("door %s: derived with %+v (%v), sequence %v", d.Name, d.Derive, err, d.Sequence)
+				}
+				d = d.Derived(12345)
+			}
 			checkSequence(t, "door "+d.Name, d.Sequence)
 			if d.Name == "" || names[d.Name] {
 				t.Fatalf("door name %q is empty or repeated", d.Name)

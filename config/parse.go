@@ -11,9 +11,9 @@ import (
 	"strings"
 	"time"
 
-	"gopkg.in/ini.v1"
-
+	"github.com/knock-go/knock/seqderive"
 	"github.com/knock-go/knock/wire"
+	"gopkg.in/ini.v1"
 )
 
 // Load reads the knockd.conf at path and parses it with Parse. A file
@@ -181,6 +181,11 @@ var keyDefs = map[string]keyDef{
 	"nft_set_6":          {"NFT_Set_6", "nft_set_6", doorKey, "inet knockd ssh6"},
 	"ipset":              {"IPSet", "ipset", doorKey, "knock4"},
 	"ipset_6":            {"IPSet_6", "ipset_6", doorKey, "knock6"},
+	"sequence_secret":    {"Sequence_Secret", "sequence_secret", doorKey, "/etc/knockd/ssh.secret"},
+	"sequence_length":    {"Sequence_Length", "sequence_length", doorKey, "3"},
+	"sequence_ports":     {"Sequence_Ports", "sequence_ports", doorKey, "20000-26999"},
+	"sequence_step":      {"Sequence_Step", "sequence_step", doorKey, "30"},
+	"sequence_proto":     {"Sequence_Proto", "sequence_proto", doorKey, "tcp"},
 }
 
 // builder turns scanned sections into a Config.
@@ -198,6 +203,10 @@ type doorState struct {
 	seqKey, otsKey    string
 	stopLine, stop6Ln int
 	stopKey, stop6Key string
+	// secretLine is the Sequence_Secret line; deriveLine and deriveKey
+	// the first of the keys that only a time-derived door takes.
+	secretLine, deriveLine int
+	deriveKey              string
 }
 
 func (b *builder) section(s *section) *Error {
@@ -208,6 +217,7 @@ func (b *builder) section(s *section) *Error {
 			Line:       s.line,
 			SeqTimeout: DefaultSeqTimeout,
 			CmdTimeout: DefaultCmdTimeout,
+			Derive:     seqderive.Defaults(),
 		}}
 	}
 	for _, e := range s.entries {
@@ -314,6 +324,14 @@ func (b *builder) entry(s *section, ds *doorState, e entry) *Error {
 		if ds.d.NFTSet6, err = ParseNFTSet(v); err == nil && ds.d.NFTSet6.Family == "ip" {
 			err = fmt.Errorf("an ip table holds no IPv6 addresses: use an inet or ip6 table, or NFT_Set for IPv4 knockers")
 		}
+	case "sequence_secret":
+		ds.d.SecretFile = v
+		ds.secretLine = e.line
+	case "sequence_length", "sequence_ports", "sequence_step", "sequence_proto":
+		if ds.deriveLine == 0 {
+			ds.deriveLine, ds.deriveKey = e.line, def.name
+		}
+		err = b.deriveKey(ds.d, def.id, v)
 	case "source":
 		// Several Source lines add up.
 		var ps []netip.Prefix
@@ -334,9 +352,36 @@ func (b *builder) endDoor(ds *doorState) *Error {
 	fail := func(line int, key, format string, args ...any) *Error {
 		return &Error{File: b.path, Line: line, Section: d.Name, Key: key, Msg: fmt.Sprintf(format, args...)}
 	}
+	if ds.deriveLine != 0 && ds.secretLine == 0 {
+		return fail(ds.deriveLine, ds.deriveKey, "only a door with Sequence_Secret derives its sequences: add Sequence_Secret = /path/to/secret, or remove this line")
+	}
+	if ds.secretLine != 0 {
+		if ds.seqLine != 0 || ds.otsLine != 0 {
+			line, key := ds.seqLine, ds.seqKey
+			if line == 0 {
+				line, key = ds.otsLine, ds.otsKey
+			}
+			return fail(line, key, "a door has one of Sequence, One_Time_Sequences and Sequence_Secret (line %d): remove all but one", ds.secretLine)
+		}
+		if int(d.Derive.High)-int(d.Derive.Low)+1 < d.Derive.Length {
+			return fail(ds.deriveLine, ds.deriveKey, "Sequence_Ports %d-%d holds fewer than the %d distinct ports of Sequence_Length: widen the range", d.Derive.Low, d.Derive.High, d.Derive.Length)
+		}
+		key, warning, err := readSecret(d.SecretFile)
+		if err != nil {
+			return fail(ds.secretLine, "Sequence_Secret", "%v", err)
+		}
+		d.Secret = key
+		if warning != "" {
+			b.cfg.Warnings = append(b.cfg.Warnings, fmt.Sprintf("%s:%d: [%s] Sequence_Secret: %s", b.path, ds.secretLine, d.Name, warning))
+		}
+	}
+	if ds.secretLine == 0 {
+		d.Derive = seqderive.Params{}
+	}
 	switch {
+	case ds.secretLine != 0:
 	case ds.seqLine == 0 && ds.otsLine == 0:
-		return fail(d.Line, "", "has no Sequence: add Sequence = 7000,8000,9000 (or One_Time_Sequences = /path/to/file)")
+		return fail(d.Line, "", "has no Sequence: add Sequence = 7000,8000,9000 (or One_Time_Sequences = /path/to/file, or Sequence_Secret = /path/to/secret)")
 	case ds.seqLine != 0 && ds.otsLine != 0:
 		line, key := max(ds.seqLine, ds.otsLine), ds.seqKey
 		if line == ds.otsLine {
@@ -390,6 +435,33 @@ func (b *builder) endDoor(ds *doorState) *Error {
 		warn(ds.stop6Ln, "has a %s but no Start_Command_6 or Start_Command", ds.stop6Key)
 	}
 	return nil
+}
+
+// readSecret reads a Sequence_Secret file; tests replace it.
+var readSecret = ReadSecret
+
+// deriveKey sets the time-derived door key id of d from v.
+func (b *builder) deriveKey(d *Door, id, v string) error {
+	var err error
+	switch id {
+	case "sequence_length":
+		var n int
+		if n, err = parsePositive(v); err == nil && n > seqderive.MaxLength {
+			err = fmt.Errorf("%d knocks is too many: at most %d", n, seqderive.MaxLength)
+		}
+		d.Derive.Length = n
+	case "sequence_ports":
+		d.Derive.Low, d.Derive.High, err = seqderive.ParseRange(v)
+	case "sequence_step":
+		var sec int64
+		if sec, err = parseSeconds(v); err == nil && time.Duration(sec)*time.Second < seqderive.MinStep {
+			err = fmt.Errorf("%d seconds is too short a step: give at least %d (the default is %d)", sec, int(seqderive.MinStep/time.Second), int(seqderive.DefaultStep/time.Second))
+		}
+		d.Derive.Step = time.Duration(sec) * time.Second
+	case "sequence_proto":
+		d.Derive.Proto, err = seqderive.ParseProto(v)
+	}
+	return err
 }
 
 // maxSeconds bounds timeouts so that they fit a time.Duration with room

@@ -248,6 +248,10 @@ func (r *Runner) openState() error {
 	return err
 }
 
+// StateDir returns the state directory the runner checked, locked and
+// uses; empty when it uses none.
+func (r *Runner) StateDir() string { return r.opts.StateDir }
+
 // Stats returns the runner's counters.
 func (r *Runner) Stats() Stats {
 	return Stats{Running: r.running.Load(), Waiting: r.waiting.Load(), Pending: r.pendN.Load(),

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/knock-go/knock/config"
+	"github.com/knock-go/knock/seqderive"
 	"github.com/knock-go/knock/wire"
 )
 
@@ -27,6 +28,16 @@ const (
 	// NewSequence: Door's one-time sequence moved on; the capture spec
 	// must be rebuilt from Doors.
 	NewSequence
+	// NewSteps: the steps time-derived Door accepts moved on; the
+	// capture spec must be rebuilt from Doors.
+	NewSteps
+	// Replay: Src completed the sequence of a step of time-derived Door
+	// that has already opened it; nothing opens.
+	Replay
+	// Stale: Src completed the sequence of a step of time-derived Door
+	// that is spent, since a later step has opened the door; nothing
+	// opens.
+	Stale
 )
 
 func (k Kind) String() string {
@@ -41,6 +52,12 @@ func (k Kind) String() string {
 		return "Disabled"
 	case NewSequence:
 		return "NewSequence"
+	case NewSteps:
+		return "NewSteps"
+	case Replay:
+		return "Replay"
+	case Stale:
+		return "Stale"
 	}
 	return fmt.Sprintf("Kind(%d)", uint8(k))
 }
@@ -93,8 +110,10 @@ func (a Action) String() string {
 
 // Line returns the log line of knockd 0.8 for a, with the knocker named
 // by who ("IP", or "IP (host)" with -l): "IP: door: Stage N", "IP: door:
-// OPEN SESAME", "IP: door: sequence timeout (stage N)". It is the one
-// place these texts, which fail2ban filters parse, are written.
+// OPEN SESAME", "IP: door: sequence timeout (stage N)", and ours for
+// time-derived doors: "IP: door: used sequence replayed (step N): nothing
+// opened". It is the one place these texts, which fail2ban filters
+// parse, are written.
 func (a Action) Line(who string) string {
 	switch a.Kind {
 	case Stage:
@@ -107,6 +126,12 @@ func (a Action) Line(who string) string {
 		return fmt.Sprintf("%v --> disabling the door", a.Err)
 	case NewSequence:
 		return fmt.Sprintf("new sequence for door %s: %s", a.Door.Name, seqString(a.Door.Sequence))
+	case NewSteps:
+		return fmt.Sprintf("door %s: now at step %d", a.Door.Name, seqderive.Counter(a.Time, a.Door.Derive.Step))
+	case Replay:
+		return fmt.Sprintf("%s: %s: used sequence replayed (step %d): nothing opened", who, a.Door.Name, a.Door.Step)
+	case Stale:
+		return fmt.Sprintf("%s: %s: sequence of spent step %d refused: a later step has opened the door", who, a.Door.Name, a.Door.Step)
 	}
 	return a.Kind.String()
 }

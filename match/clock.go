@@ -125,7 +125,11 @@ func (m *Matcher) Expire(now time.Time, out []Action) []Action {
 	if now.After(m.now) {
 		m.now, m.nowOff = now, nowOff
 	}
-	return m.expire(now, nowOff, out)
+	out = m.expire(now, nowOff, out)
+	if !m.stepDue.IsZero() && !m.now.Before(m.stepDue) {
+		out = m.moveSteps(m.now, out)
+	}
+	return out
 }
 
 func (m *Matcher) expire(now time.Time, nowOff int64, out []Action) []Action {
@@ -144,9 +148,13 @@ func (m *Matcher) expire(now time.Time, nowOff int64, out []Action) []Action {
 	return out
 }
 
-// NextDeadline returns when the next attempt expires; ok is false when no
-// attempt is in progress.
+// NextDeadline returns when the next attempt expires, or a time-derived
+// door moves to its next step, whichever comes first; ok is false when
+// neither is to come.
 func (m *Matcher) NextDeadline() (t time.Time, ok bool) {
+	if !m.stepDue.IsZero() {
+		t, ok = m.stepDue, true
+	}
 	for _, g := range m.groups {
 		if g.l.head == none {
 			continue

@@ -36,6 +36,14 @@ type Options struct {
 	// OneTime is called when a one-time door opens, before the Open
 	// action is returned. Nil uses config.UseOneTime.
 	OneTime OneTimeFunc
+	// Steps records the used steps of time-derived doors; Use is called
+	// when one opens, before the Open action is returned. Nil keeps the
+	// record in memory only (a MemSteps).
+	Steps Steps
+	// Now is the clock read when doors are set (by New and Reload), to
+	// choose the steps time-derived doors accept until the first event
+	// or timer; after that, time comes from them. Nil means time.Now.
+	Now func() time.Time
 }
 
 // Stats are counters of the matcher's state.
@@ -59,8 +67,15 @@ type Stats struct {
 type door struct {
 	cfg      *config.Door
 	seq      []wire.Knock
-	group    int // index into Matcher.groups
+	group    int   // index into Matcher.groups
+	ci       int32 // index into Matcher.conf
 	disabled bool
+	// derived marks a step of a time-derived door: step is its step
+	// counter, and retiring says the step has left the window, so that
+	// it takes no new attempt.
+	derived  bool
+	retiring bool
+	step     uint64
 }
 
 // group holds the attempts of all doors sharing one Seq_Timeout. Their
@@ -133,12 +148,23 @@ const maxAttemptsLimit = 1 << 28
 // Matcher holds the knock state. It is not safe for concurrent use: one
 // goroutine owns it (see Run).
 type Matcher struct {
-	opts   Options
-	max    int
-	doors  []door
-	first  firstIndex
-	gate   gateIndex
-	groups []group
+	opts  Options
+	max   int
+	doors []door
+	// conf are the doors as configured; derived holds, at the index of
+	// each time-derived one, its state (nil for the others), and
+	// derivedOff marks those switched off. stepDue is when the next of
+	// them must move on (see moveSteps); zero when there is none.
+	conf       []*config.Door
+	derived    []*derived
+	derivedOff []bool
+	stepDue    time.Time
+	// relayoutDue says that doors were disabled, to be taken out of
+	// m.doors at the next moveSteps.
+	relayoutDue bool
+	first       firstIndex
+	gate        gateIndex
+	groups      []group
 	// stage1 lists the attempts at stage 1 by family (see family),
 	// oldest first, and n1 counts them.
 	stage1  [2]list
@@ -170,30 +196,42 @@ func New(doors []*config.Door, opts Options) *Matcher {
 	if m.opts.OneTime == nil {
 		m.opts.OneTime = config.UseOneTime
 	}
+	if m.opts.Steps == nil {
+		m.opts.Steps = &MemSteps{}
+	}
+	if m.opts.Now == nil {
+		m.opts.Now = time.Now
+	}
 	m.tab = newTable(m.max)
 	m.atts = newAttempts(m.max)
 	m.setDoors(doors)
 	return m
 }
 
+// setDoors replaces the doors with doors, time-derived ones at the
+// steps of the clock (or of the latest event, if later).
 func (m *Matcher) setDoors(doors []*config.Door) {
-	m.doors = m.doors[:0]
-	m.groups = m.groups[:0]
-	for _, d := range doors {
-		g := slices.IndexFunc(m.groups, func(g group) bool { return g.timeout == d.SeqTimeout })
-		if g < 0 {
-			g = len(m.groups)
-			m.groups = append(m.groups, group{timeout: d.SeqTimeout, l: list{none, none}})
-		}
-		m.doors = append(m.doors, door{cfg: d, seq: d.Sequence, group: g, disabled: len(d.Sequence) == 0})
+	now := m.opts.Now()
+	if m.now.After(now) {
+		now = m.now
 	}
-	m.index()
+	m.conf = doors
+	m.derived = make([]*derived, len(doors))
+	m.derivedOff = make([]bool, len(doors))
+	for i, d := range doors {
+		if d.SecretFile != "" {
+			m.derived[i] = newDerived(d, m.opts.Steps.Used(d), now)
+		}
+	}
+	m.relayoutDue = false
+	m.layout(nil)
+	m.setDue()
 }
 
 func (m *Matcher) index() {
 	f := firstIndex{}
 	for i, d := range m.doors {
-		if d.disabled {
+		if d.disabled || d.retiring {
 			continue
 		}
 		k := keyOf(d.seq[0].Proto, d.seq[0].Port)
@@ -259,8 +297,10 @@ func (m *Matcher) indexGate() {
 }
 
 // Doors returns the doors as they stand now: one-time doors carry their
-// current sequence, and disabled doors are left out. Build the capture
-// spec from it.
+// current sequence, a time-derived door is there once for each step it
+// accepts or whose attempts may still complete, with that step's
+// sequence, and disabled doors are left out. Build the capture spec from
+// it.
 func (m *Matcher) Doors() []*config.Door {
 	out := make([]*config.Door, 0, len(m.doors))
 	for _, d := range m.doors {
@@ -291,6 +331,9 @@ func (m *Matcher) handle(ev *capture.Event, k srcKey, kind addrKind, h uint32, o
 	if m.due(nowOff) {
 		out = m.expire(now, nowOff, out)
 	}
+	if !m.stepDue.IsZero() && !now.Before(m.stepDue) {
+		out = m.moveSteps(now, out)
+	}
 	if len(m.gate.keys) > 0 && !m.gate.passes(keyOf(ev.Proto, ev.Port), ev.Src) {
 		return out
 	}
@@ -303,7 +346,7 @@ func (m *Matcher) handle(ev *capture.Event, k srcKey, kind addrKind, h uint32, o
 			a := &m.atts[i]
 			next := a.srcNext
 			d := &m.doors[a.door]
-			if !targetOK(d.cfg, ev.Dst) {
+			if d.disabled || !targetOK(d.cfg, ev.Dst) {
 				prev, i = i, next
 				continue
 			}

@@ -30,6 +30,9 @@ func (e *disableError) Unwrap() error { return e.cause }
 func (m *Matcher) open(di int32, src netip.Addr, now time.Time, out []Action) []Action {
 	d := &m.doors[di]
 	cfg := d.cfg
+	if d.derived {
+		return m.openDerived(di, src, now, out)
+	}
 	if cfg.OneTimeFile == "" {
 		return append(out, Action{Kind: Open, Door: cfg, Src: src, Time: now})
 	}

@@ -9,24 +9,33 @@ import (
 )
 
 // Reload replaces the doors. Attempts in progress on a door that keeps
-// its name, sequence, target, flags, sources and timeout go on; the others
-// end without a log line, since their door no longer exists as they knew
-// it.
+// its name, sequence, target, flags, sources and timeout go on (on a
+// time-derived door, those on a step it still accepts); the others end
+// without a log line, since their door no longer exists as they knew it.
 func (m *Matcher) Reload(doors []*config.Door) {
-	byName := make(map[string]int32, len(doors))
-	for i, d := range doors {
-		byName[d.Name] = int32(i)
-	}
-	keep := m.attempts(func(di int32) (int32, bool) {
-		old := &m.doors[di]
-		ni, ok := byName[old.cfg.Name]
-		if !ok || old.disabled || !sameMatching(old.cfg, old.seq, doors[ni]) {
-			return 0, false
-		}
-		return ni, true
-	})
+	old := slices.Clone(m.doors)
+	keep := m.attempts(func(di int32) (int32, bool) { return di, !m.doors[di].disabled })
 	m.setDoors(doors)
-	m.restore(keep, false)
+	type nameKey struct {
+		name    string
+		derived bool
+		step    uint64
+	}
+	at := make(map[nameKey]int32, len(m.doors))
+	for i, d := range m.doors {
+		at[nameKey{d.cfg.Name, d.derived, d.step}] = int32(i)
+	}
+	kept := keep[:0]
+	for _, k := range keep {
+		od := &old[k.door]
+		ni, ok := at[nameKey{od.cfg.Name, od.derived, od.step}]
+		if !ok || m.doors[ni].disabled || m.doors[ni].retiring || !sameMatching(od.cfg, od.seq, m.doors[ni].cfg, m.doors[ni].seq) {
+			continue
+		}
+		k.door = ni
+		kept = append(kept, k)
+	}
+	m.restore(kept, false)
 }
 
 // SetMaxAttempts changes the cap on attempts in progress, as
@@ -122,7 +131,7 @@ func (m *Matcher) restore(keep []kept, rehash bool) {
 	}
 }
 
-func sameMatching(old *config.Door, oldSeq []wire.Knock, nd *config.Door) bool {
-	return slices.Equal(oldSeq, nd.Sequence) && old.Target == nd.Target &&
+func sameMatching(old *config.Door, oldSeq []wire.Knock, nd *config.Door, newSeq []wire.Knock) bool {
+	return slices.Equal(oldSeq, newSeq) && old.Target == nd.Target &&
 		old.Flags == nd.Flags && old.SeqTimeout == nd.SeqTimeout && slices.Equal(old.Sources, nd.Sources)
 }

@@ -11,14 +11,17 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"syscall"
+	"time"
 
 	"github.com/urfave/cli/v2"
 
 	"github.com/knock-go/knock/internal/cmdline"
 	"github.com/knock-go/knock/internal/knockcmd"
+	"github.com/knock-go/knock/seqderive"
 )
 
 // version is the knock release this client mirrors; set with
@@ -52,8 +55,9 @@ func main() {
 // flags are knock's options, in the order of knock 0.8's usage. A
 // backquoted word in a Usage names the flag's value.
 type flags struct {
-	verbose, udp, help, version, ipv4, ipv6 bool
-	delay, timeout                          string
+	verbose, udp, help, version, ipv4, ipv6, print bool
+	delay, timeout                                 string
+	secretFile, length, ports, step, proto, time   string
 }
 
 func (f *flags) list() []cli.Flag {
@@ -67,11 +71,22 @@ func (f *flags) list() []cli.Flag {
 		&cli.BoolFlag{Name: "version", Aliases: []string{"V"}, Destination: &f.version, Usage: "display version"},
 		&cli.BoolFlag{Name: "help", Aliases: []string{"h"}, Destination: &f.help, Usage: "this help"},
 		&cli.StringFlag{Name: "timeout", Destination: &f.timeout, Category: cmdline.AddedCategory, Usage: "wait at most `<t>` milliseconds for each TCP knock\n(default 500; 0 sends the SYN and moves on at once)"},
+		&cli.StringFlag{Name: "secret-file", Destination: &f.secretFile, Category: cmdline.AddedCategory, Usage: "knock the sequence derived from the base32 secret in `<path>`\nand the time, for a door with Sequence_Secret; give the host alone"},
+		&cli.StringFlag{Name: "length", Destination: &f.length, Category: cmdline.AddedCategory, Usage: "with --secret-file: `<n>` knocks (default 3)"},
+		&cli.StringFlag{Name: "ports", Destination: &f.ports, Category: cmdline.AddedCategory, Usage: "with --secret-file: ports from `<low-high>` (default 20000-26999)"},
+		&cli.StringFlag{Name: "step", Destination: &f.step, Category: cmdline.AddedCategory, Usage: "with --secret-file: a new sequence every `<s>` seconds (default 30)"},
+		&cli.StringFlag{Name: "proto", Destination: &f.proto, Category: cmdline.AddedCategory, Usage: "with --secret-file: knock with `<tcp|udp>` (default tcp)"},
+		&cli.StringFlag{Name: "time", Destination: &f.time, Category: cmdline.AddedCategory, Usage: "with --secret-file: derive for Unix time `<t>`, or +N/-N seconds from now"},
+		&cli.BoolFlag{Name: "print", Destination: &f.print, Category: cmdline.AddedCategory, Usage: "with --secret-file: print the host and the ports for any knock\nclient, and send nothing"},
 	}
 }
 
 // usageText is knock 0.8's synopsis.
 const usageText = "knock [options] <host> <port[:proto]> [port[:proto]] ..."
+
+// derivedUsage is the synopsis of a knock on a time-derived door, shown
+// after knock 0.8's usage.
+const derivedUsage = "        knock [options] --secret-file <path> [--print] <host>\n"
 
 // usageColumn is where knock 0.8's usage starts the descriptions.
 const usageColumn = 23
@@ -81,7 +96,55 @@ func usage(app *cli.App) string {
 	var b strings.Builder
 	cmdline.WriteUsage(&b, app, usageColumn)
 	b.WriteString("example:  knock myserver.example.com 123:tcp 456:udp 789:tcp\n\n")
+	for _, fl := range app.Flags {
+		if slices.Contains(fl.Names(), "secret-file") {
+			b.WriteString("time-derived doors:\n" + derivedUsage + "\n")
+		}
+	}
 	return b.String()
+}
+
+// derivedOnly reports whether a flag that only --secret-file uses is set.
+func derivedOnly(c *cli.Context) bool {
+	for _, n := range []string{"length", "ports", "step", "proto", "time", "print"} {
+		if c.IsSet(n) {
+			return true
+		}
+	}
+	return false
+}
+
+// derive returns the ports of the time-derived sequence the flags ask
+// for.
+func (f *flags) derive(c *cli.Context) ([]string, error) {
+	d := knockcmd.Derive{SecretFile: f.secretFile, Params: seqderive.Defaults()}
+	var err error
+	if c.IsSet("length") {
+		if d.Params.Length, err = knockcmd.ParseLength(f.length); err != nil {
+			return nil, err
+		}
+	}
+	if c.IsSet("ports") {
+		if d.Params.Low, d.Params.High, err = seqderive.ParseRange(f.ports); err != nil {
+			return nil, fmt.Errorf("knock: --ports: %w", err)
+		}
+	}
+	if c.IsSet("step") {
+		if d.Params.Step, err = knockcmd.ParseStep(f.step); err != nil {
+			return nil, err
+		}
+	}
+	if c.IsSet("proto") {
+		if d.Params.Proto, err = seqderive.ParseProto(f.proto); err != nil {
+			return nil, fmt.Errorf("knock: --proto: %w", err)
+		}
+	}
+	if c.IsSet("time") {
+		if d.Time, err = knockcmd.ParseTime(f.time, time.Now()); err != nil {
+			return nil, err
+		}
+	}
+	return d.Ports()
 }
 
 // run runs knock with args (program name first) and returns the exit
@@ -106,7 +169,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			case f.version:
 				fmt.Fprint(stdout, cmdline.VersionText("knock", version))
 				return nil
-			case c.NArg() < 2:
+			case f.secretFile == "" && derivedOnly(c):
+				return &knockcmd.UsageError{Msg: "--length, --ports, --step, --proto, --time and --print go with --secret-file"}
+			case f.secretFile != "" && c.NArg() != 1:
+				return &knockcmd.UsageError{Msg: "with --secret-file, give the host alone: the ports are derived"}
+			case f.secretFile == "" && c.NArg() < 2:
 				return &knockcmd.UsageError{}
 			}
 			o := knockcmd.Options{UDP: f.udp, Verbose: f.verbose, Family: family}
@@ -121,7 +188,17 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 					return err
 				}
 			}
-			return knockcmd.Run(c.Context, o, c.Args().First(), c.Args().Tail(), stdout)
+			ports := c.Args().Tail()
+			if f.secretFile != "" {
+				if ports, err = f.derive(c); err != nil {
+					return err
+				}
+				if f.print {
+					fmt.Fprintf(stdout, "%s %s\n", c.Args().First(), strings.Join(ports, " "))
+					return nil
+				}
+			}
+			return knockcmd.Run(c.Context, o, c.Args().First(), ports, stdout)
 		},
 	}
 

@@ -13,6 +13,8 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/urfave/cli/v2"
+
+	"github.com/knock-go/knock/internal/cmdline"
 )
 
 // ports returns a UDP port with a socket bound on 127.0.0.1, which
@@ -164,10 +166,14 @@ func TestCompatKnock08(t *testing.T) {
 		t.Skipf("%s is not knock 0.8: %q", path, out)
 	}
 	udp, datagrams, tcp := ports(t)
-	// knock 0.8's usage is ours without the --timeout lines.
-	usage08 := strings.Replace(usageOut,
-		"      --timeout <t>    wait at most <t> milliseconds for each TCP knock\n"+
-			"                       (default 500; 0 sends the SYN and moves on at once)\n", "", 1)
+	// knock 0.8's usage is ours without the options we added.
+	var flags08 []cli.Flag
+	for _, fl := range new(flags).list() {
+		if c, ok := fl.(cli.CategorizableFlag); !ok || c.GetCategory() != cmdline.AddedCategory {
+			flags08 = append(flags08, fl)
+		}
+	}
+	usage08 := usage(&cli.App{UsageText: usageText, Flags: flags08})
 	for _, args := range []string{
 		"", "-h", "127.0.0.1", "-h -V", "-x 127.0.0.1 1", "-xV", "--foo 127.0.0.1 1", "--foo=bar",
 		"--ipv 127.0.0.1 1", "--v", "-d", "-vd", "--delay", "--verbose=1 127.0.0.1 1", "--ipv4=x",

@@ -38,7 +38,13 @@ func checkBackend(name string) error {
 // openSource opens Options.NewSource's source, or the backend asked for,
 // or for auto the raw one when this process may, else the listener.
 func (d *daemon) openSource(spec capture.Spec) (capture.Source, error) {
-	logf := func(format string, args ...any) { d.log.Log(format, args...) }
+	logf := func(format string, args ...any) {
+		if d.quietSource.Load() {
+			d.log.Debugf(format, args...)
+			return
+		}
+		d.log.Log(format, args...)
+	}
 	if d.opts.NewSource != nil {
 		return d.opts.NewSource(spec, logf)
 	}

@@ -16,6 +16,7 @@ import (
 	"github.com/knock-go/knock/exec"
 	"github.com/knock-go/knock/listener"
 	"github.com/knock-go/knock/match"
+	"github.com/knock-go/knock/seqderive"
 	"github.com/knock-go/knock/wire"
 )
 
@@ -142,7 +143,13 @@ func (c *checker) door(d *config.Door) {
 		return "none"
 	}
 	var rows [][2]string
-	if d.OneTimeFile != "" {
+	if d.SecretFile != "" {
+		p := d.Derive
+		now := seqderive.Counter(time.Now(), p.Step)
+		rows = append(rows, [2]string{"Sequence_Secret", d.SecretFile},
+			[2]string{"  derived", fmt.Sprintf("%d %s knocks from %d-%d, a new sequence every %s; the previous, current and next are accepted, each once", p.Length, p.Proto, p.Low, p.High, seconds(p.Step))},
+			[2]string{"  current sequence", fmt.Sprintf("step %d: %s", now, knocks(d.Derived(now).Sequence))})
+	} else if d.OneTimeFile != "" {
 		seq := knocks(d.Sequence)
 		if _, _, line, err := config.NextOneTime(d.OneTimeFile, d.OneTimeOffset); err == nil {
 			seq = fmt.Sprintf("line %d: %s", line, seq)
@@ -274,7 +281,10 @@ func (c *checker) listener(ifaces []string, chosen bool) {
 			c.warn(format, args...)
 		}
 	}
-	spec := capture.NewSpec(c.cfg.Doors, ifaces, c.opts.IPv4Only)
+	// The doors as the matcher would start them: a time-derived door
+	// with the sequences of its steps now.
+	doors := match.New(c.cfg.Doors, match.Options{MaxAttempts: 1}).Doors()
+	spec := capture.NewSpec(doors, ifaces, c.opts.IPv4Only)
 	where := "every address (0.0.0.0 and [::])"
 	if c.opts.IPv4Only {
 		where = "every IPv4 address (0.0.0.0)"
@@ -329,15 +339,18 @@ func addrs(as []netip.Addr) []string {
 // state prints whether a state directory is needed: only for doors with
 // a stop command, whose pending runs are recorded there.
 func (c *checker) state() {
-	var doors []string
+	var doors, derived []string
 	for _, d := range c.cfg.Doors {
 		if d.StopCommand != "" || d.StopCommand6 != "" {
 			doors = append(doors, d.Name)
 		}
+		if d.SecretFile != "" {
+			derived = append(derived, d.Name)
+		}
 	}
 	fmt.Fprintln(c.out)
-	if len(doors) == 0 {
-		fmt.Fprintln(c.out, "state: no door has a Stop_Command: no state directory is needed")
+	if len(doors) == 0 && len(derived) == 0 {
+		fmt.Fprintln(c.out, "state: no door has a Stop_Command or a Sequence_Secret: no state directory is needed")
 		return
 	}
 	dir := "the default location (set StateDir in [options] or --state-dir to choose)"
@@ -347,7 +360,12 @@ func (c *checker) state() {
 	case c.cfg.StateDir != "":
 		dir = c.cfg.StateDir + " (StateDir)"
 	}
-	fmt.Fprintf(c.out, "state: pending stop commands of %s are kept in %s, which must be writable\n", strings.Join(doors, ", "), dir)
+	if len(doors) > 0 {
+		fmt.Fprintf(c.out, "state: pending stop commands of %s are kept in %s, which must be writable\n", strings.Join(doors, ", "), dir)
+	}
+	if len(derived) > 0 {
+		fmt.Fprintf(c.out, "state: the used steps of %s are kept in %s, which must be writable\n", strings.Join(derived, ", "), dir)
+	}
 }
 
 // capState is what is known of one capability of this process.

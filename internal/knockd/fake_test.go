@@ -23,11 +23,17 @@ type fakeDaemon struct {
 
 func runFake(t *testing.T, conf string) *fakeDaemon {
 	t.Helper()
+	return runFakeWith(t, conf, Options{})
+}
+
+// runFakeWith is runFake with options.
+func runFakeWith(t *testing.T, conf string, opts Options) *fakeDaemon {
+	t.Helper()
 	f := &fakeDaemon{}
-	opts := Options{NewSource: func(spec capture.Spec, _ func(string, ...any)) (capture.Source, error) {
+	opts.NewSource = func(spec capture.Spec, _ func(string, ...any)) (capture.Source, error) {
 		f.src = capturetest.NewSource(spec)
 		return f.src, nil
-	}}
+	}
 	f.testDaemon = runDaemon(t, conf, opts)
 	return f
 }

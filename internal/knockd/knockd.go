@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/knock-go/knock/capture"
@@ -92,12 +93,17 @@ type daemon struct {
 	sets    *kset.Sets
 	openers []exec.Opener // each OPEN SESAME goes to all of them; runner first
 	matcher *match.Matcher
-	loop    *match.Loop
-	events  chan *capture.Batch
-	acts    chan match.Action
-	names   *names
-	flood   *floodGate
-	evicted uint64 // the matcher's evictions already summarised
+	steps   *stepStore // the used steps of time-derived doors
+	// quietSource sends the source's log lines to -D only, while it
+	// follows the steps of time-derived doors: the listener would log
+	// its sockets' moves at every step, all day long.
+	quietSource atomic.Bool
+	loop        *match.Loop
+	events      chan *capture.Batch
+	acts        chan match.Action
+	names       *names
+	flood       *floodGate
+	evicted     uint64 // the matcher's evictions already summarised
 }
 
 func start(opts Options) (*daemon, error) {
@@ -140,9 +146,10 @@ func start(opts Options) (*daemon, error) {
 		ifaces = strings.Split(d.iface, ",")
 	}
 
-	// Without a stop command there is nothing to keep: the default state
-	// directory is used only if it exists, for what an earlier run left.
-	needState := hasStop(cfg.Doors)
+	// Without a stop command or a time-derived door there is nothing to
+	// keep: the default state directory is used only if it exists, for
+	// what an earlier run left.
+	needState := hasStop(cfg.Doors) || hasDerived(cfg.Doors)
 	stateDir, err := stateDir(opts.StateDir, cfg.StateDir, cfg.Path)
 	if err != nil && needState {
 		return fail(err)
@@ -168,7 +175,15 @@ func start(opts Options) (*daemon, error) {
 	}
 	d.openers = []exec.Opener{d.runner, d.sets}
 
-	d.matcher = match.New(cfg.Doors, match.Options{MaxAttempts: cfg.MaxAttempts})
+	// The used steps are read before any socket is opened: a record that
+	// cannot be trusted stops start-up, since its steps could be replayed.
+	if d.steps, err = newStepStore(d.runner.StateDir(), cfg.Doors); err != nil {
+		d.sets.Close(context.Background())
+		d.runner.Close(context.Background())
+		return fail(err)
+	}
+
+	d.matcher = match.New(cfg.Doors, match.Options{MaxAttempts: cfg.MaxAttempts, Steps: d.steps})
 	spec := capture.NewSpec(d.matcher.Doors(), ifaces, opts.IPv4Only)
 	if d.src, err = d.openSource(spec); err != nil {
 		return fail(err)
@@ -234,6 +249,17 @@ func stateName(configPath string) string {
 		name = name[len(name)-200:]
 	}
 	return fmt.Sprintf("%s-%x", name, sum[:4])
+}
+
+// hasDerived reports whether a door's sequences are time-derived, and
+// so need the state directory for their used steps.
+func hasDerived(doors []*config.Door) bool {
+	for _, d := range doors {
+		if d.SecretFile != "" {
+			return true
+		}
+	}
+	return false
 }
 
 // hasStop reports whether a door has a stop command, that is whether the
@@ -336,6 +362,10 @@ func (d *daemon) emit(acts []match.Action) {
 		case a.Kind == match.Stage && !d.flood.allow(stageLines),
 			a.Kind == match.Timeout && !d.flood.allow(timeoutLines):
 			continue
+		case a.Kind == match.NewSteps:
+			d.quietSource.Store(true)
+			d.updateSource()
+			d.quietSource.Store(false)
 		case a.Kind == match.NewSequence || a.Kind == match.Disabled:
 			d.updateSource()
 		}
@@ -351,8 +381,10 @@ func (d *daemon) emit(acts []match.Action) {
 func (d *daemon) act() {
 	for a := range d.acts {
 		switch a.Kind {
-		case match.Stage, match.Timeout:
+		case match.Stage, match.Timeout, match.Replay, match.Stale:
 			d.log.Log("%s", a.Line(d.names.label(a.Src)))
+		case match.NewSteps:
+			d.log.Debugf("%s", a.String())
 		case match.Open:
 			label := d.names.label(a.Src)
 			d.log.Log("%s", a.Line(label))
@@ -408,6 +440,11 @@ func (d *daemon) reload(ctx context.Context) {
 	for _, w := range cfg.Warnings {
 		d.log.Error("warning: %s", w)
 	}
+	if err := d.steps.load(cfg.Doors); err != nil {
+		d.log.Reload(d.logFile(d.cfg), d.cfg.UseSyslog)
+		d.log.Error("%v; keeping the running configuration", err)
+		return
+	}
 	if err := d.sets.Update(cfg.Doors); err != nil {
 		d.log.Reload(d.logFile(d.cfg), d.cfg.UseSyslog)
 		d.log.Error("%v; keeping the running configuration", err)
@@ -420,12 +457,16 @@ func (d *daemon) reload(ctx context.Context) {
 		// changes here too, since spec reads it there.
 		old := d.iface
 		d.iface = iface
-		if updateErr = d.src.Update(d.spec(cfg.Doors)); updateErr != nil {
+		if updateErr = d.src.Update(d.spec(match.New(cfg.Doors, match.Options{MaxAttempts: 1, Steps: d.steps}).Doors())); updateErr != nil {
 			d.iface = old
 			return
 		}
 		m.Reload(cfg.Doors)
 		m.SetMaxAttempts(cfg.MaxAttempts)
+		if hasDerived(cfg.Doors) {
+			// The steps as the matcher chose them, a moment later.
+			d.updateSource()
+		}
 	})
 	if !ran {
 		return // shutting down
