@@ -1,5 +1,11 @@
 package match
 
+import (
+	"net/netip"
+
+	"github.com/knock-go/knock/config"
+)
+
 // none is the index of no attempt, the end of every list.
 const none = -1
 
@@ -23,6 +29,13 @@ type attempt struct {
 }
 
 type links struct{ prev, next int32 }
+
+// victim is an evicted attempt, for its Ended action.
+type victim struct {
+	door  *config.Door
+	src   netip.Addr
+	stage int
+}
 
 // Indexes into attempt.link.
 const (
@@ -85,6 +98,11 @@ func (m *Matcher) add(di int32, k srcKey, kind addrKind, h uint32, start int64, 
 			return none
 		}
 		m.evicted++
+		if m.opts.Explain {
+			v := &m.atts[i]
+			m.victim = victim{door: m.doors[v.door].cfg, src: v.src.addr(v.kind), stage: int(v.stage)}
+			m.hasVictim = true
+		}
 		// Its record is reused at once, as freeing it then taking the
 		// head of the free list would.
 		m.unchainAttempt(i)
