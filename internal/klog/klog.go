@@ -51,6 +51,10 @@ type Options struct {
 	// JSON writes the Verbose and Debug output and the LogFile as JSON
 	// lines.
 	JSON bool
+	// Stamped starts the text lines of Verbose and Debug with their time
+	// ("2026-12-01 23:05:07.123 "), for knockd --replay, whose lines
+	// are in the capture's time.
+	Stamped bool
 }
 
 // Logger writes log lines. Its methods are safe for concurrent use.
@@ -326,7 +330,7 @@ func (l *Logger) verboseLocked(e Entry) {
 	case l.jverbose != nil:
 		writeJSON(l.jverbose, e)
 	case l.opts.Verbose != nil:
-		fmt.Fprintln(l.opts.Verbose, e.Msg)
+		l.text(l.opts.Verbose, e)
 	}
 }
 
@@ -353,7 +357,16 @@ func (l *Logger) DebugEntry(e Entry) {
 		writeJSON(l.jdebug, l.stamp(e))
 		return
 	}
-	fmt.Fprintln(l.opts.Debug, e.Msg)
+	l.text(l.opts.Debug, l.stamp(e))
+}
+
+// text writes e's text line to w.
+func (l *Logger) text(w io.Writer, e Entry) {
+	if l.opts.Stamped {
+		fmt.Fprintf(w, "%s %s\n", e.Time.Format("2006-01-02 15:04:05.000"), e.Msg)
+		return
+	}
+	fmt.Fprintln(w, e.Msg)
 }
 
 // Error writes a line to standard error, the log file and syslog.
