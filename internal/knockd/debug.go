@@ -22,11 +22,12 @@ func (d *daemon) dump(spec capture.Spec) {
 	c := &checker{opts: d.opts, cfg: d.cfg, out: &b, errs: io.Discard}
 	c.options()
 	for _, door := range d.cfg.Doors {
-		fmt.Fprintf(&b, "[%s]\n", door.Name)
 		c.door(door)
 	}
-	for _, l := range strings.Split(strings.TrimRight(b.String(), "\n"), "\n") {
-		d.log.Debugf("config: %s", l)
+	for _, l := range strings.Split(b.String(), "\n") {
+		if l != "" {
+			d.log.Debugf("config: %s", l)
+		}
 	}
 	for _, p := range spec.Ports {
 		d.log.Debugf("watching %s", portLine(p))

@@ -44,7 +44,14 @@ func replayRun(ctx context.Context, opts Options) error {
 		return err
 	}
 	var clock time.Time
-	lo := klog.Options{Verbose: opts.Stdout, Errors: opts.Stderr, JSON: json, Stamped: true, Now: func() time.Time { return clock }}
+	lo := klog.Options{Verbose: opts.Stdout, Errors: opts.Stderr, JSON: json, Stamped: true, Now: func() time.Time {
+		if clock.IsZero() {
+			// Before the first packet (the -D dump): the time of the
+			// replay itself.
+			return time.Now()
+		}
+		return clock
+	}}
 	if opts.Debug {
 		lo.Debug = opts.Stdout
 	}
