@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/netip"
 	"slices"
+	"strings"
 
 	"golang.org/x/net/bpf"
 )
@@ -24,7 +25,8 @@ func Disassemble(prog []bpf.Instruction) []string {
 		case bpf.JumpIfX:
 			s = jump(j.Cond, "x", next+int(j.SkipTrue), next+int(j.SkipFalse))
 		case fmt.Stringer:
-			s = j.String()
+			op, arg, _ := strings.Cut(j.String(), " ")
+			s = strings.TrimSpace(fmt.Sprintf("%-8s %s", op, arg))
 		default:
 			s = fmt.Sprintf("%#v", ins)
 		}

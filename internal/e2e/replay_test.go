@@ -154,7 +154,10 @@ func TestExplainJSONAndReplay(t *testing.T) {
 	if diff := cmp.Diff(knocks(live), knocks(replayed)); diff != "" {
 		t.Errorf("replay's knock lines differ from the live run's (-live +replay):\n%s", diff)
 	}
-	text, _ := replay("text")
+	text, textErr := replay("text")
+	if os.Getenv("E2E_DUMP") != "" {
+		t.Logf("knockd -D --replay:\n%s%s", textErr, text)
+	}
 	for _, want := range []string{
 		c + ": openSSH: OPEN SESAME",
 		c + ": openSSH: attempt ended at stage 1: got 8500/tcp, expected 8000/tcp",

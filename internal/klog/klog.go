@@ -363,7 +363,7 @@ func (l *Logger) DebugEntry(e Entry) {
 // text writes e's text line to w.
 func (l *Logger) text(w io.Writer, e Entry) {
 	if l.opts.Stamped && !e.Time.IsZero() {
-		fmt.Fprintf(w, "%s %s\n", e.Time.Format("2006-01-02 15:04:05.000"), e.Msg)
+		fmt.Fprintf(w, "%s %s\n", e.Time.Local().Format("2006-01-02 15:04:05.000"), e.Msg)
 		return
 	}
 	fmt.Fprintln(w, e.Msg)
