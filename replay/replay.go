@@ -71,7 +71,7 @@ type packetReader interface {
 func Open(path string, spec capture.Spec) (*Source, error) {
 	f, err := os.Open(path)
 	if err != nil {
-		return nil, fmt.Errorf("replay: %w", err)
+		return nil, fmt.Errorf("replay: cannot read the capture file: %w", err)
 	}
 	s := &Source{path: path, f: f, filter: rawsock.NewFilter(spec)}
 	br := bufio.NewReader(f)
