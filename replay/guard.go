@@ -74,8 +74,19 @@ func (g *ngGuard) next() error {
 	case 0x0a0d0d0a:
 		g.links = g.links[:0]
 	case 1: // interface description: the link type, 16 bits
-		if length >= 20 {
-			g.links = append(g.links, uint32(order.Uint16(block[8:10])))
+		if length < 20 {
+			return fmt.Errorf("pcapng: interface block at byte %d is too short", g.off)
+		}
+		if err := g.options(block, 16, order, idbOptions); err != nil {
+			return err
+		}
+		g.links = append(g.links, uint32(order.Uint16(block[8:10])))
+	case 5: // interface statistics
+		if length < 24 {
+			return fmt.Errorf("pcapng: statistics block at byte %d is too short", g.off)
+		}
+		if err := g.options(block, 20, order, isbOptions); err != nil {
+			return err
 		}
 	case 6: // enhanced packet: 28 bytes of header, the data, options, 4 bytes of trailer
 		if length < 32 || order.Uint32(block[20:24]) > length-32 {
@@ -92,6 +103,42 @@ func (g *ngGuard) next() error {
 	}
 	g.off += int64(length)
 	g.buf = block
+	return nil
+}
+
+// idbOptions and isbOptions are the shortest values pcapgo reads of the
+// options of interface and statistics blocks (it slices them without
+// checking).
+var (
+	idbOptions = map[uint16]int{9: 1, 11: 1, 14: 8}   // if_tsresol, if_filter, if_tsoffset
+	isbOptions = map[uint16]int{2: 8, 3: 8, 4: 8, 5: 8} // isb_starttime, isb_endtime, isb_ifrecv, isb_ifdrop
+)
+
+// options checks the options of block from byte off: each within the
+// block, each at least as long as minLen says, and a time stamp
+// resolution pcapgo can divide by.
+func (g *ngGuard) options(block []byte, off int, order binary.ByteOrder, minLen map[uint16]int) error {
+	end := len(block) - 4 // the trailing length
+	for off+4 <= end {
+		code, n := order.Uint16(block[off:]), int(order.Uint16(block[off+2:]))
+		if code == 0 { // end of options
+			return nil
+		}
+		if off+4+n > end {
+			return fmt.Errorf("pcapng: block at byte %d: option %d runs past the block's end", g.off, code)
+		}
+		if n < minLen[code] {
+			return fmt.Errorf("pcapng: block at byte %d: option %d is too short", g.off, code)
+		}
+		if code == 9 && minLen[9] > 0 {
+			// The resolution: 2^-e with the top bit set, else 10^-e; the
+			// divisor must fit in 64 bits.
+			if r := block[off+4]; r&0x80 != 0 && r&0x7f > 63 || r&0x80 == 0 && r > 19 {
+				return fmt.Errorf("pcapng: block at byte %d: time stamp resolution %#x out of range", g.off, r)
+			}
+		}
+		off += 4 + (n+3)&^3
+	}
 	return nil
 }
 

@@ -68,12 +68,19 @@ type packetReader interface {
 
 // Open opens the capture file at path for spec. The error says what is
 // wrong with a file that is no pcap or pcapng capture.
-func Open(path string, spec capture.Spec) (*Source, error) {
-	f, err := os.Open(path)
+func Open(path string, spec capture.Spec) (s *Source, err error) {
+	var f *os.File
+	defer func() {
+		if p := recover(); p != nil {
+			f.Close()
+			s, err = nil, fmt.Errorf("replay: %s: corrupt file (%v)", path, p)
+		}
+	}()
+	f, err = os.Open(path)
 	if err != nil {
 		return nil, fmt.Errorf("replay: cannot read the capture file: %w", err)
 	}
-	s := &Source{path: path, f: f, filter: rawsock.NewFilter(spec)}
+	s = &Source{path: path, f: f, filter: rawsock.NewFilter(spec)}
 	br := bufio.NewReader(f)
 	magic, err := br.Peek(4)
 	if err != nil {
@@ -124,8 +131,13 @@ type pcapReader struct {
 	link uint32
 }
 
-func (p pcapReader) ReadPacketData() ([]byte, gopacket.CaptureInfo, uint32, error) {
-	data, ci, err := p.r.ReadPacketData()
+func (p pcapReader) ReadPacketData() (data []byte, ci gopacket.CaptureInfo, link uint32, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			data, link, err = nil, 0, fmt.Errorf("pcap: corrupt file (%v)", p)
+		}
+	}()
+	data, ci, err = p.r.ReadPacketData()
 	return data, ci, p.link, err
 }
 
@@ -136,9 +148,15 @@ type ngReader struct {
 	g *ngGuard
 }
 
-func (n ngReader) ReadPacketData() ([]byte, gopacket.CaptureInfo, uint32, error) {
-	data, ci, err := n.r.ReadPacketData()
-	var link uint32
+func (n ngReader) ReadPacketData() (data []byte, ci gopacket.CaptureInfo, link uint32, err error) {
+	defer func() {
+		// pcapgo trusts more of a file than the guard can check: a
+		// corrupt file must end in an error, never a panic.
+		if p := recover(); p != nil {
+			data, link, err = nil, 0, fmt.Errorf("pcapng: corrupt file (%v)", p)
+		}
+	}()
+	data, ci, err = n.r.ReadPacketData()
 	if len(ci.AncillaryData) > 0 {
 		if l, ok := ci.AncillaryData[0].(layers.LinkType); ok {
 			link = uint32(l)
