@@ -110,7 +110,7 @@ func (g *ngGuard) next() error {
 // options of interface and statistics blocks (it slices them without
 // checking).
 var (
-	idbOptions = map[uint16]int{9: 1, 11: 1, 14: 8}   // if_tsresol, if_filter, if_tsoffset
+	idbOptions = map[uint16]int{9: 1, 11: 1, 14: 8}     // if_tsresol, if_filter, if_tsoffset
 	isbOptions = map[uint16]int{2: 8, 3: 8, 4: 8, 5: 8} // isb_starttime, isb_endtime, isb_ifrecv, isb_ifdrop
 )
 
