@@ -28,7 +28,8 @@ const (
 	// must be rebuilt from Doors.
 	NewSequence
 	// Ended: Src's attempt on Door ended at Stage without opening, for
-	// the reason Why (WrongKnock or Evicted); with Options.Explain only.
+	// the reason Why (WrongKnock, Evicted or Spent; Reloaded from
+	// TakeEnded); with Options.Explain only.
 	// A timeout is reported as Timeout.
 	Ended
 	// Ignored: Door did not take Src's knock Got, for the reason Why
@@ -53,6 +54,11 @@ const (
 	// Refused: no room for a new attempt: MaxAttempts were in progress,
 	// none at stage 1.
 	Refused
+	// Spent: the door's one-time sequence was used, by another knocker
+	// or the same one on another attempt, so the attempt's is no more.
+	Spent
+	// Reloaded: a reload changed or removed the attempt's door.
+	Reloaded
 )
 
 func (k Kind) String() string {
@@ -175,6 +181,10 @@ func (a Action) Explanation(who string) string {
 			who, a.Door.Name, a.Stage, a.Door.SeqTimeout, a.expected())
 	case a.Kind == Ended && a.Why == WrongKnock:
 		return fmt.Sprintf("%s: %s: attempt ended at stage %d: got %s, expected %s", who, a.Door.Name, a.Stage, knockString(a.Got), a.expected())
+	case a.Kind == Ended && a.Why == Spent:
+		return fmt.Sprintf("%s: %s: attempt ended at stage %d: the one-time sequence was used, the door moved on to the next", who, a.Door.Name, a.Stage)
+	case a.Kind == Ended && a.Why == Reloaded:
+		return fmt.Sprintf("%s: %s: attempt ended at stage %d: the door changed in a reload", who, a.Door.Name, a.Stage)
 	case a.Kind == Ended && a.Why == Evicted:
 		return fmt.Sprintf("%s: %s: attempt ended at stage %d: evicted, MaxAttempts attempts in progress, the oldest at stage 1 made room", who, a.Door.Name, a.Stage)
 	case a.Kind == Ignored:

@@ -2,8 +2,10 @@ package match
 
 import (
 	"net/netip"
+	"time"
 
 	"github.com/knock-go/knock/config"
+	"github.com/knock-go/knock/wire"
 )
 
 // none is the index of no attempt, the end of every list.
@@ -70,13 +72,18 @@ func capFor(n int) int {
 	return min(n, maxAttemptsLimit)
 }
 
-// dropDoor ends every attempt on door di.
-func (m *Matcher) dropDoor(di int32) {
+// dropDoor ends every attempt on door di, whose configuration was cfg,
+// and with Explain says so in out.
+func (m *Matcher) dropDoor(di int32, cfg *config.Door, now time.Time, out []Action) []Action {
 	for i := range m.atts {
 		if a := &m.atts[i]; a.stage != 0 && a.door == di {
+			if m.opts.Explain {
+				out = appendWhy(out, Ended, Spent, cfg, a.src.addr(a.kind), int(a.stage), wire.Knock{}, 0, now)
+			}
 			m.removeAttempt(int32(i))
 		}
 	}
+	return out
 }
 
 // add starts an attempt at stage 1 for the source with key k and hash h,

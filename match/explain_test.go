@@ -128,3 +128,34 @@ func TestExplanationFields(t *testing.T) {
 		t.Errorf("(-want +got):\n%s", diff)
 	}
 }
+
+// Attempts that end because a one-time sequence was used, or because a
+// reload changed their door, are explained too.
+func TestExplainSpentAndReloaded(t *testing.T) {
+	d := mkDoor("otp", "6110,6120", 5)
+	d.OneTimeFile = "sequences.seq"
+	f := &fakeOneTime{next: []string{"6210,6220"}}
+	m := New([]*config.Door{d}, Options{OneTime: f.use, Explain: true})
+	got := explain(m, []step{{0, "198.51.100.8 6110", 0, ""}, {0.1, "198.51.100.7 6110", 0, ""}, {1, "198.51.100.7 6120", 0, ""}})
+	want := []string{"198.51.100.8: otp: Stage 1", "198.51.100.7: otp: Stage 1", "198.51.100.7: otp: Stage 2", "198.51.100.7: otp: OPEN SESAME",
+		"198.51.100.8: otp: attempt ended at stage 1: the one-time sequence was used, the door moved on to the next",
+		"new sequence for door otp: 6210:tcp,6220:tcp"}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("one-time (-want +got):\n%s", diff)
+	}
+
+	m = New([]*config.Door{mkDoor("keep", "7000,8000,9000", 5), mkDoor("change", "7000,8000,9999", 5)}, Options{Explain: true})
+	explain(m, []step{{0, "198.51.100.7 7000", 0, ""}})
+	m.Reload([]*config.Door{mkDoor("change", "7000,8000,9998", 5), mkDoor("keep", "7000,8000,9000", 5)})
+	var lines []string
+	for _, a := range m.TakeEnded(nil) {
+		lines = append(lines, a.String())
+	}
+	want = []string{"198.51.100.7: change: attempt ended at stage 1: the door changed in a reload"}
+	if diff := cmp.Diff(want, lines); diff != "" {
+		t.Errorf("reload (-want +got):\n%s", diff)
+	}
+	if n := len(m.TakeEnded(nil)); n != 0 {
+		t.Errorf("TakeEnded kept %d actions", n)
+	}
+}

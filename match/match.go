@@ -165,6 +165,9 @@ type Matcher struct {
 	// iff opts.Explain.
 	victim    victim
 	hasVictim bool
+	// ended are the Ended actions of the attempts Reload ended, iff
+	// opts.Explain; see TakeEnded.
+	ended []Action
 	// sink folds in the loads that warm the caches, and warmEvicted is
 	// evicted as warm last saw it; see HandleBatch.
 	sink        uint32

@@ -17,16 +17,34 @@ func (m *Matcher) Reload(doors []*config.Door) {
 	for i, d := range doors {
 		byName[d.Name] = int32(i)
 	}
-	keep := m.attempts(func(di int32) (int32, bool) {
+	keepDoor := func(di int32) (int32, bool) {
 		old := &m.doors[di]
 		ni, ok := byName[old.cfg.Name]
 		if !ok || old.disabled || !sameMatching(old.cfg, old.seq, doors[ni]) {
 			return 0, false
 		}
 		return ni, true
-	})
+	}
+	if m.opts.Explain {
+		for i := range m.atts {
+			if a := &m.atts[i]; a.stage != 0 {
+				if _, ok := keepDoor(a.door); !ok {
+					m.ended = appendWhy(m.ended, Ended, Reloaded, m.doors[a.door].cfg, a.src.addr(a.kind), int(a.stage), wire.Knock{}, 0, m.now)
+				}
+			}
+		}
+	}
+	keep := m.attempts(keepDoor)
 	m.setDoors(doors)
 	m.restore(keep, false)
+}
+
+// TakeEnded appends to out the Ended actions of the attempts the last
+// Reload ended (with Options.Explain; none without), and forgets them.
+func (m *Matcher) TakeEnded(out []Action) []Action {
+	out = append(out, m.ended...)
+	m.ended = m.ended[:0]
+	return out
 }
 
 // SetMaxAttempts changes the cap on attempts in progress, as

@@ -457,6 +457,7 @@ func (d *daemon) reload(ctx context.Context) {
 	}
 	iface := d.interfaceOf(cfg)
 	var updateErr error
+	var ended []match.Action
 	ran := d.loop.Do(ctx, func(m *match.Matcher) {
 		// On the matcher's goroutine, like every capture update; d.iface
 		// changes here too, since spec reads it there.
@@ -467,6 +468,7 @@ func (d *daemon) reload(ctx context.Context) {
 			return
 		}
 		m.Reload(cfg.Doors)
+		ended = m.TakeEnded(nil)
 		m.SetMaxAttempts(cfg.MaxAttempts)
 	})
 	if !ran {
@@ -476,6 +478,9 @@ func (d *daemon) reload(ctx context.Context) {
 		d.log.Reload(d.logFile(d.cfg), d.cfg.UseSyslog)
 		d.log.Error("cannot watch the new configuration's ports: %v; keeping the running configuration", updateErr)
 		return
+	}
+	for _, a := range ended {
+		d.do(a, nil)
 	}
 	old := d.cfg
 	d.cfg = cfg
