@@ -110,6 +110,11 @@ func TestReplayInProcess(t *testing.T) {
 	start_command = touch `+filepath.Join(dir, "ran")+` %IP%
 	cmd_timeout = 10
 	stop_command = touch `+filepath.Join(dir, "ran")+` stop
+[set]
+	sequence = 8101:udp
+	cmd_timeout = 30
+	NFT_Set = inet knockd ssh4
+	IPSet_6 = knock6
 [slow]
 	sequence = 8001:udp,8002:udp
 	seq_timeout = 30
@@ -124,8 +129,13 @@ func TestReplayInProcess(t *testing.T) {
 	for _, p := range []struct {
 		at   time.Duration
 		port uint16
-	}{{0, 7001}, {time.Second, 7002}, {2 * time.Second, 7001}, {3 * time.Second, 7003}, {4 * time.Second, 8001}} {
-		data := rawUDP4("198.18.0.2", p.port)
+		src  string
+	}{{0, 7001, ""}, {time.Second, 7002, ""}, {2 * time.Second, 7001, ""}, {3 * time.Second, 7003, ""}, {4 * time.Second, 8001, ""}, {5 * time.Second, 8101, "198.18.0.9"}} {
+		src := "198.18.0.2"
+		if p.src != "" {
+			src = p.src
+		}
+		data := rawUDP4(src, p.port)
 		w.WritePacket(gopacket.CaptureInfo{Timestamp: t0.Add(p.at), CaptureLength: len(data), Length: len(data)}, data)
 	}
 	capFile := filepath.Join(dir, "knocks.pcap")
@@ -157,6 +167,9 @@ func TestReplayInProcess(t *testing.T) {
 		"2026-12-01 20:00:03.000 once: running command: touch " + ran + " 198.18.0.2 (not run: replay)",
 		"2026-12-01 20:00:03.000 new sequence for door once: 7004:udp",
 		"2026-12-01 20:00:04.000 198.18.0.2: slow: Stage 1",
+		"2026-12-01 20:00:05.000 198.18.0.9: set: Stage 1",
+		"2026-12-01 20:00:05.000 198.18.0.9: set: OPEN SESAME",
+		"2026-12-01 20:00:05.000 set: adding 198.18.0.9 to nft set inet knockd ssh4 for 30 s (not done: replay)",
 		"2026-12-01 20:00:11.000 198.18.0.2: once: command timeout",
 		"2026-12-01 20:00:11.000 once: running command: touch " + ran + " stop (not run: replay)",
 		"2026-12-01 20:00:13.000 198.18.0.2: once: command timeout",
@@ -175,7 +188,7 @@ func TestReplayInProcess(t *testing.T) {
 			t.Errorf("the replay created %s", name)
 		}
 	}
-	if !strings.Contains(stderr.String(), "replayed 5 packets, 4 of them knocks") {
+	if !strings.Contains(stderr.String(), "replayed 6 packets, 5 of them knocks") {
 		t.Errorf("stderr:\n%s", stderr.String())
 	}
 }

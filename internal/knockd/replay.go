@@ -13,6 +13,7 @@ import (
 	"github.com/knock-go/knock/config"
 	"github.com/knock-go/knock/exec"
 	"github.com/knock-go/knock/internal/klog"
+	"github.com/knock-go/knock/kset"
 	"github.com/knock-go/knock/match"
 	"github.com/knock-go/knock/replay"
 )
@@ -139,6 +140,9 @@ func (r *dryRun) Open(d *config.Door, src netip.Addr, label string, now time.Tim
 	start, stop := d.Commands(src)
 	if start != "" {
 		r.log.Log("%s (not run: replay)", exec.RunningLine(d.Name, start))
+	}
+	for _, l := range kset.AddingLines(d, src) {
+		r.log.Log("%s (not done: replay)", l)
 	}
 	if stop != "" {
 		r.seq++
