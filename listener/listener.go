@@ -58,7 +58,7 @@ var (
 )
 
 // Describe returns, for knockd -D, the sockets open now, one a line:
-// "listening socket: tcp 0.0.0.0:7000 for openSSH".
+// "listening socket: tcp 0.0.0.0:7000 for door openSSH".
 func (s *Source) Describe() []string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
