@@ -165,6 +165,23 @@ func TestSyslogDatagrams(t *testing.T) {
 	}
 }
 
+// With JSON, syslog keeps knockd 0.8's datagrams.
+func TestSyslogStaysTextWithJSON(t *testing.T) {
+	t.Parallel()
+	srv := klogtest.NewSyslog(t)
+	now := time.Date(2026, 3, 4, 5, 6, 7, 0, time.Local)
+	var verbose bytes.Buffer
+	l := New(Options{Syslog: true, SyslogPath: srv.Path, Verbose: &verbose, JSON: true, Now: func() time.Time { return now }})
+	defer l.Close()
+	l.LogEntry(Entry{Event: EventOpen, Door: "openSSH", Src: netip.MustParseAddr("198.18.0.2"), Msg: "198.18.0.2: openSSH: OPEN SESAME"})
+	if got, want := srv.Next(t), "<29>Mar  4 05:06:07 knockd: 198.18.0.2: openSSH: OPEN SESAME"; got != want {
+		t.Errorf("datagram\n %q\nwant\n %q", got, want)
+	}
+	if !strings.HasPrefix(verbose.String(), "{") {
+		t.Errorf("-v output %q, want JSON", verbose.String())
+	}
+}
+
 // Like syslog(3), the logger reconnects when the system logger comes back
 // (restarted: a new socket at the same path), and tries again on every
 // line when it is not there at all.
