@@ -61,7 +61,7 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 			&cli.BoolFlag{Name: "check", Aliases: []string{"t"}, Category: cmdline.AddedCategory, Usage: "check the configuration and exit: print each door, bind nothing"},
 			&cli.StringFlag{Name: "backend", Value: "auto", Category: cmdline.AddedCategory, Usage: "`how` to capture: auto (default), raw (AF_PACKET, needs CAP_NET_RAW) or listener (bound sockets, no privileges)"},
 			&cli.StringFlag{Name: "state-dir", Category: cmdline.AddedCategory, Usage: "keep pending stop commands in `dir` (default: StateDir in the config, else a directory named after the config file under $STATE_DIRECTORY, /var/lib/knockd for root, or ~/.local/state/knockd)"},
-			&cli.StringFlag{Name: "log-format", Category: cmdline.AddedCategory, Usage: "`fmt` of the -v, -D and LogFile lines: text (default: LogFormat in the config, else text) or json (one object per line; syslog keeps the text)"},
+			&cli.StringFlag{Name: "log-format", Category: cmdline.AddedCategory, Usage: "write the -v, -D and LogFile lines as `fmt`: text (default: LogFormat in the config, else text) or json (one object per line; syslog keeps the text)"},
 			&cli.StringFlag{Name: "replay", Category: cmdline.AddedCategory, Usage: "read the knocks of a pcap or pcapng `file` (tcpdump -w) and print what the daemon would log, in the capture's time; runs nothing, writes nothing, needs no privileges"},
 			&cli.BoolFlag{Name: "version", Aliases: []string{"V"}, Usage: "display version"},
 			&cli.BoolFlag{Name: "help", Aliases: []string{"h"}, Usage: "this help"},
