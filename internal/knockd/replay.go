@@ -121,6 +121,9 @@ func replayRun(ctx context.Context, opts Options) error {
 		acts = d.matcher.Handle(ev, acts)
 		handle()
 	}
+	if ctx.Err() != nil {
+		return nil // interrupted: what falls due later is not printed
+	}
 	timers(time.Time{}, true)
 	packets, knocks := src.Counts()
 	fmt.Fprintf(opts.Stderr, "replayed %d packets, %d of them knocks on the doors' ports\n", packets, knocks)
