@@ -96,8 +96,9 @@ func Open(path string, spec capture.Spec) (s *Source, err error) {
 		}
 		s.r = ngReader{r, g}
 	} else {
-		// The link type, whole: bytes 20-23 of the header, in the order
-		// the magic number gives.
+		// The link type, whole: the low 16 bits of bytes 20-23 of the
+		// header (the high ones may say how long a frame check sequence
+		// is), in the order the magic number gives.
 		var link uint32
 		if h, err := br.Peek(24); err == nil {
 			switch binary.LittleEndian.Uint32(h[0:4]) {
@@ -106,6 +107,7 @@ func Open(path string, spec capture.Spec) (s *Source, err error) {
 			default:
 				link = binary.BigEndian.Uint32(h[20:24])
 			}
+			link &= 0xffff
 		}
 		r, err := pcapgo.NewReader(br)
 		if err != nil {
