@@ -163,6 +163,12 @@ type Limiter interface {
 	Unsupported(d *config.Door) string
 }
 
+// A Describer is a Source that says what it watches, for knockd -D: the
+// addresses, sockets or filter it uses now, one line each.
+type Describer interface {
+	Describe() []string
+}
+
 // A Counter is a Source that counts what it sees.
 type Counter interface {
 	Stats() Stats

@@ -191,6 +191,9 @@ type Config struct {
 	// CommandLimit is how long a start or stop command may run before
 	// its process group is killed; 0 means DefaultCommandLimit.
 	CommandLimit time.Duration
+	// LogFormat is how lines are written to the -v output and the
+	// LogFile: LogText (the zero value, knockd 0.8's lines) or LogJSON.
+	LogFormat LogFormat
 	// Doors are the knock sections in file order.
 	Doors []*Door
 	// Warnings are problems that do not stop start-up, such as a door
@@ -232,4 +235,36 @@ func (e *Error) Error() string {
 	}
 	b.WriteString(e.Msg)
 	return b.String()
+}
+
+// LogFormat is the form of log lines on the -v output and in the LogFile.
+// Syslog always gets the text form.
+type LogFormat uint8
+
+// The log formats.
+const (
+	// LogText writes knockd 0.8's lines. It is the zero value.
+	LogText LogFormat = iota
+	// LogJSON writes one JSON object per line.
+	LogJSON
+)
+
+// String returns the LogFormat value that names f: "text" or "json".
+func (f LogFormat) String() string {
+	if f == LogJSON {
+		return "json"
+	}
+	return "text"
+}
+
+// ParseLogFormat reads a LogFormat value or --log-format flag: "text" or
+// "json", in any case.
+func ParseLogFormat(s string) (LogFormat, error) {
+	switch strings.ToLower(strings.TrimSpace(s)) {
+	case "text":
+		return LogText, nil
+	case "json":
+		return LogJSON, nil
+	}
+	return LogText, fmt.Errorf("%q is not a log format: write text (knockd 0.8's lines, the default) or json (one JSON object per line)", s)
 }

@@ -274,3 +274,17 @@ func markUsed(path string, f *os.File, off int64) error {
 	}
 	return nil
 }
+
+// PeekOneTime is UseOneTime without the mark: it returns the sequence
+// that follows d's in its file, opened read-only, and writes nothing, so
+// that knockd --replay can follow a one-time door through a capture and
+// leave the file as it found it. The file is not checked for changes
+// since it was read, as nothing is written to it.
+func PeekOneTime(d *Door) ([]wire.Knock, OneTimeLine, error) {
+	f, fi, err := openOneTime(d.OneTimeFile, os.O_RDONLY, "cannot read the one-time sequences")
+	if err != nil {
+		return nil, OneTimeLine{}, err
+	}
+	defer f.Close()
+	return scanOneTime(d.OneTimeFile, f, fi, d.OneTimeOffset+1)
+}

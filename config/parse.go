@@ -163,6 +163,7 @@ var keyDefs = map[string]keyDef{
 	"maxattempts":        {"MaxAttempts", "maxattempts", optionKey, "10000"},
 	"maxcommands":        {"MaxCommands", "maxcommands", optionKey, "16"},
 	"commandlimit":       {"CommandLimit", "commandlimit", optionKey, "60"},
+	"logformat":          {"LogFormat", "logformat", optionKey, "json"},
 	"sequence":           {"Sequence", "sequence", doorKey, "7000,8000:udp,9000"},
 	"one_time_sequences": {"One_Time_Sequences", "one_time_sequences", doorKey, "/etc/knockd/sequences.seq"},
 	"seq_timeout":        {"Seq_Timeout", "seq_timeout", doorKey, "25"},
@@ -257,6 +258,8 @@ func (b *builder) entry(s *section, ds *doorState, e entry) *Error {
 		b.cfg.Interface = v
 	case "statedir":
 		b.cfg.StateDir = v
+	case "logformat":
+		b.cfg.LogFormat, err = ParseLogFormat(v)
 	case "maxattempts":
 		b.cfg.MaxAttempts, err = parsePositive(v)
 	case "maxcommands":

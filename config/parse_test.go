@@ -176,6 +176,8 @@ func TestParseErrors(t *testing.T) {
 			3, "d", "Source", `has a zone`},
 		{"source in options", "[options]\nsource = 192.0.2.0/24\n",
 			2, "options", "Source", "belongs in a door section"},
+		{"bad LogFormat", "[options]\nLogFormat = xml\n",
+			2, "options", "LogFormat", `"xml" is not a log format: write text`},
 		{"bad MaxAttempts", "[options]\nMaxAttempts = many\n",
 			2, "options", "MaxAttempts", `"many" is not a whole number`},
 		{"zero MaxCommands", "[options]\nMaxCommands = 0\n",
@@ -412,10 +414,11 @@ func TestParse(t *testing.T) {
 		{
 			name: "options and extensions",
 			conf: "[options]\nUseSyslog\nLogFile = /var/log/knockd.log\nPidFile = /run/knockd.pid\n" +
-				"Interface = eth0\nStateDir = /var/lib/knockd\nMaxAttempts = 5000\nMaxCommands = 4\nCommandLimit = 30\n",
+				"Interface = eth0\nStateDir = /var/lib/knockd\nMaxAttempts = 5000\nMaxCommands = 4\nCommandLimit = 30\nLogFormat = JSON\n",
 			want: &Config{
 				UseSyslog: true, LogFile: "/var/log/knockd.log", PidFile: "/run/knockd.pid",
 				Interface: "eth0", StateDir: "/var/lib/knockd", MaxAttempts: 5000, MaxCommands: 4, CommandLimit: 30 * time.Second,
+				LogFormat: LogJSON,
 			},
 		},
 		{
@@ -522,7 +525,7 @@ func TestSuggest(t *testing.T) {
 		{"usesyslogs", true, " (did you mean UseSyslog?)"},
 		{"pid_file", true, " (did you mean PidFile?)"},
 		{"logfile_", false, " (did you mean LogFile?)"},
-		{"xyzzy", true, "; the keys of [options] are CommandLimit, Interface, LogFile, MaxAttempts, MaxCommands, PidFile, StateDir, UseSyslog"},
+		{"xyzzy", true, "; the keys of [options] are CommandLimit, Interface, LogFile, LogFormat, MaxAttempts, MaxCommands, PidFile, StateDir, UseSyslog"},
 	}
 	for _, tt := range tests {
 		if got := suggest(tt.key, tt.options); got != tt.want {

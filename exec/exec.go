@@ -474,7 +474,7 @@ func (r *Runner) fire(p *pending, timedOut bool) {
 		// The stop command undoes the start command: never overtake it.
 		<-p.startDone
 		if timedOut {
-			r.opts.Logf("%s: %s: command timeout", p.rec.Label, p.rec.Door)
+			r.opts.Logf("%s", TimeoutLine(p.rec.Label, p.rec.Door))
 		}
 		r.mu.Lock()
 		r.stops = append(r.stops, p)
@@ -548,7 +548,7 @@ func (r *Runner) runStop(p *pending) {
 // command itself and what it leaves running do not inherit it. run
 // closes the state file of a start command.
 func (r *Runner) run(door, cmdline string, state *os.File, stop bool) {
-	r.opts.Logf("%s: running command: %s", door, cmdline)
+	r.opts.Logf("%s", RunningLine(door, cmdline))
 	args := []string{"-c", cmdline}
 	var extra []*os.File
 	switch {
@@ -861,4 +861,17 @@ func exitCode(e *osexec.ExitError) int {
 		return 128 + s
 	}
 	return -1
+}
+
+// RunningLine is knockd's line for a command it starts: "door: running
+// command: CMD".
+func RunningLine(door, cmdline string) string {
+	return fmt.Sprintf("%s: running command: %s", door, cmdline)
+}
+
+// TimeoutLine is knockd's line when an opening's Cmd_Timeout has passed
+// and its stop command is due: "IP: door: command timeout", with the
+// knocker named by label.
+func TimeoutLine(label, door string) string {
+	return fmt.Sprintf("%s: %s: command timeout", label, door)
 }

@@ -130,6 +130,23 @@ func uses(doors []*config.Door) []use {
 	return us
 }
 
+// addingLine is the line for an addition: "door: adding IP to SET for N s".
+func addingLine(door string, addr netip.Addr, what string, timeout time.Duration) string {
+	return fmt.Sprintf("%s: adding %s to %s for %d s", door, addr, what, int64(timeout/time.Second))
+}
+
+// AddingLines returns the lines an opening of d for src logs as its
+// additions to the door's sets are made, one per set, for knockd
+// --replay, which makes none.
+func AddingLines(d *config.Door, src netip.Addr) []string {
+	src = src.Unmap()
+	var out []string
+	for _, u := range doorUses(d, src) {
+		out = append(out, addingLine(d.Name, src, u.what(), d.CmdTimeout))
+	}
+	return out
+}
+
 // doorUses lists the sets d adds src to.
 func doorUses(d *config.Door, src netip.Addr) []use {
 	var us []use
@@ -259,7 +276,7 @@ func (s *Sets) run(w *worker) {
 			}
 		}
 		for _, x := range batch {
-			s.opts.Logf("%s: adding %s to %s for %d s", x.door, x.addr, w.what, int64(x.timeout/time.Second))
+			s.opts.Logf("%s", addingLine(x.door, x.addr, w.what, x.timeout))
 		}
 		if err := w.a.add(batch); err != nil {
 			for _, x := range batch {

@@ -51,10 +51,24 @@ type Source struct {
 }
 
 var (
-	_ capture.Source  = (*Source)(nil)
-	_ capture.Limiter = (*Source)(nil)
-	_ capture.Counter = (*Source)(nil)
+	_ capture.Source    = (*Source)(nil)
+	_ capture.Limiter   = (*Source)(nil)
+	_ capture.Counter   = (*Source)(nil)
+	_ capture.Describer = (*Source)(nil)
 )
+
+// Describe returns, for knockd -D, the sockets open now, one a line:
+// "listening socket: tcp 0.0.0.0:7000 for door openSSH".
+func (s *Source) Describe() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]string, 0, len(s.socks))
+	for _, sk := range s.socks {
+		out = append(out, fmt.Sprintf("listening socket: %s for %s", sk.key, doorList(sk.doors)))
+	}
+	slices.Sort(out)
+	return out
+}
 
 var errClosed = errors.New("listener: source is closed")
 

@@ -38,6 +38,38 @@ const (
 	// that is spent, since a later step has opened the door; nothing
 	// opens.
 	Stale
+	// Ended: Src's attempt on Door ended at Stage without opening, for
+	// the reason Why (WrongKnock, Evicted or Spent; Reloaded from
+	// TakeEnded); with Options.Explain only.
+	// A timeout is reported as Timeout.
+	Ended
+	// Ignored: Door did not take Src's knock Got, for the reason Why
+	// (FlagsMismatch or Refused), and Src's attempt, if any, at Stage (0
+	// for none) goes on; with Options.Explain only.
+	Ignored
+)
+
+// Reason says why an attempt ended or a knock was ignored.
+type Reason uint8
+
+// The reasons of Ended and Ignored actions.
+const (
+	// WrongKnock: the knock Got was not the one expected after Stage.
+	WrongKnock Reason = iota + 1
+	// Evicted: the attempt, at stage 1, made room for a newer one, as
+	// MaxAttempts were in progress.
+	Evicted
+	// FlagsMismatch: the TCP packet's flags (Flags) do not match the
+	// door's TCPFlags.
+	FlagsMismatch
+	// Refused: no room for a new attempt: MaxAttempts were in progress,
+	// none at stage 1.
+	Refused
+	// Spent: the door's one-time sequence was used, by another knocker
+	// or the same one on another attempt, so the attempt's is no more.
+	Spent
+	// Reloaded: a reload changed or removed the attempt's door.
+	Reloaded
 )
 
 func (k Kind) String() string {
@@ -58,6 +90,10 @@ func (k Kind) String() string {
 		return "Replay"
 	case Stale:
 		return "Stale"
+	case Ended:
+		return "Ended"
+	case Ignored:
+		return "Ignored"
 	}
 	return fmt.Sprintf("Kind(%d)", uint8(k))
 }
@@ -65,6 +101,14 @@ func (k Kind) String() string {
 // Action is something the daemon must log or do.
 type Action struct {
 	Kind Kind
+	// Why is the reason. Valid iff Kind is Ended or Ignored.
+	Why Reason
+	// Got is the knock that arrived. Valid iff Why is WrongKnock,
+	// FlagsMismatch or Refused.
+	Got wire.Knock
+	// Flags are the TCP flags that arrived. Valid iff Why is
+	// FlagsMismatch.
+	Flags uint8
 	// Door is the door concerned, as configured when the action happened.
 	Door *config.Door
 	// Src is the knocker. Invalid for Disabled and NewSequence.
@@ -94,6 +138,7 @@ func appendAction(out []Action, kind Kind, door *config.Door, src netip.Addr, st
 	}
 	a := &out[n]
 	a.Kind = kind
+	a.Why, a.Got, a.Flags = 0, wire.Knock{}, 0
 	a.Door = door
 	a.Src = src
 	a.Stage = stage
@@ -132,9 +177,70 @@ func (a Action) Line(who string) string {
 		return fmt.Sprintf("%s: %s: used sequence replayed (step %d): nothing opened", who, a.Door.Name, a.Door.Step)
 	case Stale:
 		return fmt.Sprintf("%s: %s: sequence of spent step %d refused: a later step has opened the door", who, a.Door.Name, a.Door.Step)
+	case Ended, Ignored:
+		return a.Explanation(who)
 	}
 	return a.Kind.String()
 }
+
+// appendWhy appends an Ended or Ignored action. It is called only with
+// Options.Explain, so it need not be as lean as appendAction.
+func appendWhy(out []Action, kind Kind, why Reason, door *config.Door, src netip.Addr, stage int, got wire.Knock, flags uint8, t time.Time) []Action {
+	return append(out, Action{Kind: kind, Why: why, Got: got, Flags: flags, Door: door, Src: src, Stage: stage, Time: t})
+}
+
+// Explanation returns the line of -D that says why an attempt ended
+// without opening, or why a knock was not taken, with the knocker named
+// by who: for Ended and Ignored actions, and for a Timeout, whose
+// explanation repeats it with the Seq_Timeout and the knock that was
+// awaited. It is "" for the other kinds. For example:
+//
+//	198.18.0.2: openSSH: attempt ended at stage 1: got 8500/tcp, expected 8000/tcp
+//	198.18.0.2: openSSH: attempt ended at stage 2: timed out after 5s (Seq_Timeout), expected 9000/tcp
+//	198.18.0.2: openSSH: attempt ended at stage 1: evicted, MaxAttempts attempts in progress, the oldest at stage 1 made room
+//	198.18.0.2: openSSH: 8000/tcp ignored at stage 1: flags ack do not match TCPFlags syn,!ack
+func (a Action) Explanation(who string) string {
+	switch {
+	case a.Kind == Timeout:
+		return fmt.Sprintf("%s: %s: attempt ended at stage %d: timed out after %v (Seq_Timeout), expected %s",
+			who, a.Door.Name, a.Stage, a.Door.SeqTimeout, a.expected())
+	case a.Kind == Ended && a.Why == WrongKnock:
+		return fmt.Sprintf("%s: %s: attempt ended at stage %d: got %s, expected %s", who, a.Door.Name, a.Stage, knockString(a.Got), a.expected())
+	case a.Kind == Ended && a.Why == Spent:
+		return fmt.Sprintf("%s: %s: attempt ended at stage %d: the one-time sequence was used, the door moved on to the next", who, a.Door.Name, a.Stage)
+	case a.Kind == Ended && a.Why == Reloaded:
+		return fmt.Sprintf("%s: %s: attempt ended at stage %d: the door changed in a reload", who, a.Door.Name, a.Stage)
+	case a.Kind == Ended && a.Why == Evicted:
+		return fmt.Sprintf("%s: %s: attempt ended at stage %d: evicted, MaxAttempts attempts in progress, the oldest at stage 1 made room", who, a.Door.Name, a.Stage)
+	case a.Kind == Ignored:
+		at := ""
+		if a.Stage > 0 {
+			at = fmt.Sprintf(" at stage %d", a.Stage)
+		}
+		switch a.Why {
+		case FlagsMismatch:
+			flags := wire.FlagFilter{Set: a.Flags}.String()
+			if flags == "" {
+				flags = "none"
+			}
+			return fmt.Sprintf("%s: %s: %s ignored%s: flags %s do not match TCPFlags %s", who, a.Door.Name, knockString(a.Got), at, flags, a.Door.Flags)
+		case Refused:
+			return fmt.Sprintf("%s: %s: %s ignored: no room for a new attempt, MaxAttempts attempts in progress and none at stage 1", who, a.Door.Name, knockString(a.Got))
+		}
+	}
+	return ""
+}
+
+// expected is the knock a's attempt awaited after a.Stage.
+func (a Action) expected() string {
+	if a.Stage < 0 || a.Stage >= len(a.Door.Sequence) {
+		return "nothing more"
+	}
+	return knockString(a.Door.Sequence[a.Stage])
+}
+
+// knockString writes k as "8000/tcp".
+func knockString(k wire.Knock) string { return fmt.Sprintf("%d/%s", k.Port, k.Proto) }
 
 func seqString(seq []wire.Knock) string {
 	b := make([]byte, 0, len(seq)*10)

@@ -1,5 +1,13 @@
 package match
 
+import (
+	"net/netip"
+	"time"
+
+	"github.com/knock-go/knock/config"
+	"github.com/knock-go/knock/wire"
+)
+
 // none is the index of no attempt, the end of every list.
 const none = -1
 
@@ -23,6 +31,13 @@ type attempt struct {
 }
 
 type links struct{ prev, next int32 }
+
+// victim is an evicted attempt, for its Ended action.
+type victim struct {
+	door  *config.Door
+	src   netip.Addr
+	stage int
+}
 
 // Indexes into attempt.link.
 const (
@@ -57,13 +72,18 @@ func capFor(n int) int {
 	return min(n, maxAttemptsLimit)
 }
 
-// dropDoor ends every attempt on door di.
-func (m *Matcher) dropDoor(di int32) {
+// dropDoor ends every attempt on door di, whose configuration was cfg,
+// and with Explain says so in out.
+func (m *Matcher) dropDoor(di int32, cfg *config.Door, now time.Time, out []Action) []Action {
 	for i := range m.atts {
 		if a := &m.atts[i]; a.stage != 0 && a.door == di {
+			if m.opts.Explain {
+				out = appendWhy(out, Ended, Spent, cfg, a.src.addr(a.kind), int(a.stage), wire.Knock{}, 0, now)
+			}
 			m.removeAttempt(int32(i))
 		}
 	}
+	return out
 }
 
 // add starts an attempt at stage 1 for the source with key k and hash h,
@@ -85,6 +105,11 @@ func (m *Matcher) add(di int32, k srcKey, kind addrKind, h uint32, start int64, 
 			return none
 		}
 		m.evicted++
+		if m.opts.Explain {
+			v := &m.atts[i]
+			m.victim = victim{door: m.doors[v.door].cfg, src: v.src.addr(v.kind), stage: int(v.stage)}
+			m.hasVictim = true
+		}
 		// Its record is reused at once, as freeing it then taking the
 		// head of the free list would.
 		m.unchainAttempt(i)

@@ -44,6 +44,10 @@ type Options struct {
 	// choose the steps time-derived doors accept until the first event
 	// or timer; after that, time comes from them. Nil means time.Now.
 	Now func() time.Time
+	// Explain reports Ended and Ignored actions: why attempts end
+	// without opening, and why knocks are not taken (knockd -D). Off,
+	// they cost nothing.
+	Explain bool
 }
 
 // Stats are counters of the matcher's state.
@@ -183,6 +187,13 @@ type Matcher struct {
 	epochSec, epochNsec int64
 	evicted             uint64
 	refused             uint64
+	// victim is the attempt add last evicted, kept for an Ended action
+	// iff opts.Explain.
+	victim    victim
+	hasVictim bool
+	// ended are the Ended actions of the attempts Reload ended, iff
+	// opts.Explain; see TakeEnded.
+	ended []Action
 	// sink folds in the loads that warm the caches, and warmEvicted is
 	// evicted as warm last saw it; see HandleBatch.
 	sink        uint32
@@ -354,6 +365,9 @@ func (m *Matcher) handle(ev *capture.Event, k srcKey, kind addrKind, h uint32, o
 			if ev.Proto == wire.TCP && !d.cfg.Flags.Match(ev.Flags) {
 				// knockd ignores such a packet for this door: no reset.
 				used = true
+				if m.opts.Explain {
+					out = appendWhy(out, Ignored, FlagsMismatch, d.cfg, ev.Src, int(a.stage), wire.Knock{Port: ev.Port, Proto: ev.Proto}, ev.Flags, now)
+				}
 				prev, i = i, next
 				continue
 			}
@@ -379,6 +393,9 @@ func (m *Matcher) handle(ev *capture.Event, k srcKey, kind addrKind, h uint32, o
 				used = true
 			default:
 				failed = true
+				if m.opts.Explain {
+					out = appendWhy(out, Ended, WrongKnock, d.cfg, ev.Src, int(a.stage), k, 0, now)
+				}
 				m.removeFrom(i, prev)
 				i = next
 				continue
@@ -395,6 +412,9 @@ func (m *Matcher) handle(ev *capture.Event, k srcKey, kind addrKind, h uint32, o
 			continue
 		}
 		if ev.Proto == wire.TCP && !d.cfg.Flags.Match(ev.Flags) {
+			if m.opts.Explain {
+				out = appendWhy(out, Ignored, FlagsMismatch, d.cfg, ev.Src, 0, wire.Knock{Port: ev.Port, Proto: ev.Proto}, ev.Flags, now)
+			}
 			continue
 		}
 		out = appendAction(out, Stage, d.cfg, ev.Src, 1, now, nil)
@@ -404,6 +424,13 @@ func (m *Matcher) handle(ev *capture.Event, k srcKey, kind addrKind, h uint32, o
 		}
 		if m.add(di, k, kind, h, nowOff, known) != none {
 			known = true
+		} else if m.opts.Explain {
+			out = appendWhy(out, Ignored, Refused, d.cfg, ev.Src, 0, wire.Knock{Port: ev.Port, Proto: ev.Proto}, 0, now)
+		}
+		if m.hasVictim {
+			v := m.victim
+			m.hasVictim = false
+			out = appendWhy(out, Ended, Evicted, v.door, v.src, v.stage, wire.Knock{}, 0, now)
 		}
 	}
 	return out

@@ -61,7 +61,7 @@ func (m *Matcher) open(di int32, src netip.Addr, now time.Time, out []Action) []
 		// The used line could not be marked, so it could be replayed
 		// after a restart: refuse the opening and stop the door.
 		d.disabled = true
-		m.dropDoor(di)
+		out = m.dropDoor(di, cfg, now, out)
 		m.index()
 		return append(out, Action{Kind: Disabled, Door: cfg, Time: now,
 			Err: &disableError{fmt.Sprintf("error while disabling used one time sequence for door %s", cfg.Name), err}})
@@ -69,7 +69,7 @@ func (m *Matcher) open(di int32, src netip.Addr, now time.Time, out []Action) []
 	out = append(out, Action{Kind: Open, Door: cfg, Src: src, Time: now})
 	// Attempts of other sources on this door were following the old
 	// sequence: it is spent, so they end.
-	m.dropDoor(di)
+	out = m.dropDoor(di, cfg, now, out)
 	if spent {
 		d.disabled = true
 		m.index()

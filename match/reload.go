@@ -11,10 +11,11 @@ import (
 // Reload replaces the doors. Attempts in progress on a door that keeps
 // its name, sequence, target, flags, sources and timeout go on (on a
 // time-derived door, those on a step it still accepts); the others end
-// without a log line, since their door no longer exists as they knew it.
+// without a log line, since their door no longer exists as they knew it
+// (with Options.Explain, as Ended actions for TakeEnded).
 func (m *Matcher) Reload(doors []*config.Door) {
 	old := slices.Clone(m.doors)
-	keep := m.attempts(func(di int32) (int32, bool) { return di, !m.doors[di].disabled })
+	keep := m.attempts(func(di int32) (int32, bool) { return di, true })
 	m.setDoors(doors)
 	type nameKey struct {
 		name    string
@@ -29,13 +30,24 @@ func (m *Matcher) Reload(doors []*config.Door) {
 	for _, k := range keep {
 		od := &old[k.door]
 		ni, ok := at[nameKey{od.cfg.Name, od.derived, od.step}]
-		if !ok || m.doors[ni].disabled || m.doors[ni].retiring || !sameMatching(od.cfg, od.seq, m.doors[ni].cfg, m.doors[ni].seq) {
+		if od.disabled || !ok || m.doors[ni].disabled || m.doors[ni].retiring || !sameMatching(od.cfg, od.seq, m.doors[ni].cfg, m.doors[ni].seq) {
+			if m.opts.Explain && k.stage != 0 {
+				m.ended = appendWhy(m.ended, Ended, Reloaded, od.cfg, k.src.addr(k.kind), int(k.stage), wire.Knock{}, 0, m.now)
+			}
 			continue
 		}
 		k.door = ni
 		kept = append(kept, k)
 	}
 	m.restore(kept, false)
+}
+
+// TakeEnded appends to out the Ended actions of the attempts the last
+// Reload ended (with Options.Explain; none without), and forgets them.
+func (m *Matcher) TakeEnded(out []Action) []Action {
+	out = append(out, m.ended...)
+	m.ended = m.ended[:0]
+	return out
 }
 
 // SetMaxAttempts changes the cap on attempts in progress, as

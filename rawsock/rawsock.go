@@ -42,8 +42,9 @@ type Source struct {
 }
 
 var (
-	_ capture.Source  = (*Source)(nil)
-	_ capture.Counter = (*Source)(nil)
+	_ capture.Source    = (*Source)(nil)
+	_ capture.Counter   = (*Source)(nil)
+	_ capture.Describer = (*Source)(nil)
 )
 
 // New opens the sockets that spec asks for, with the BPF program attached

@@ -21,3 +21,6 @@ func (s *Source) update(capture.Spec) error                        { return errU
 func (s *Source) close() error                                     { return nil }
 func (s *Source) pollKernelStats()                                 {}
 func available() error                                             { return errUnimplemented }
+
+// Describe returns nothing: there is no capture on this system.
+func (s *Source) Describe() []string { return nil }

@@ -110,25 +110,62 @@ func judge(b []byte, pkttype uint8, ethProto uint16, t *tables, v *netView) (cap
 	if pkttype != packetHost || (ethProto == ethPIPv4) != ev.Dst.Is4() {
 		return ev, verdictIgnored
 	}
+	return ev, t.judge(&ev, v)
+}
+
+// judge decides whether the decoded packet ev is a knock. A nil v takes
+// every destination as one of the host's addresses.
+func (t *tables) judge(ev *capture.Event, v *netView) verdict {
 	pi := protoIndex(ev.Proto)
 	if t.has[pi][ev.Port/64]&(1<<(ev.Port%64)) == 0 {
-		return ev, verdictIgnored
+		return verdictIgnored
 	}
 	info := t.ports[portKey{ev.Proto, ev.Port}]
 	if info == nil {
-		return ev, verdictIgnored
+		return verdictIgnored
 	}
 	if ev.Proto == wire.TCP && !info.anyFlags && !matchAny(info.flags, ev.Flags) {
-		return ev, verdictIgnored
+		return verdictIgnored
 	}
 	if info.targets != nil {
 		if !slices.Contains(info.targets, ev.Dst) {
-			return ev, verdictIgnored
+			return verdictIgnored
 		}
-	} else if _, ok := v.locals[ev.Dst]; !ok {
-		return ev, verdictIgnored
+	} else if v != nil {
+		if _, ok := v.locals[ev.Dst]; !ok {
+			return verdictIgnored
+		}
 	}
-	return ev, verdictEvent
+	return verdictEvent
+}
+
+// Filter decides, as the raw backend does, which packets are knocks for a
+// Spec, for packets that come from elsewhere than its sockets (knockd
+// --replay reads them from a capture file). Its methods do not allocate.
+type Filter struct {
+	t        *tables
+	ipv4Only bool
+}
+
+// NewFilter returns the Filter for spec.
+func NewFilter(spec capture.Spec) *Filter {
+	return &Filter{t: newTables(spec), ipv4Only: spec.IPv4Only}
+}
+
+// Judge decodes b, which starts at its IPv4 or IPv6 header, as the raw
+// backend's sockets do, and reports whether it is a knock the backend
+// would report for the Spec: ok. Since a capture file does not say which
+// addresses were the host's, any destination counts as the host's own,
+// unless the port has Targets. malformed reports that b did not decode.
+func (f *Filter) Judge(b []byte) (ev capture.Event, ok, malformed bool) {
+	ev, decoded := Decode(b)
+	if !decoded {
+		return ev, false, true
+	}
+	if f.ipv4Only && ev.Dst.Is6() {
+		return ev, false, false
+	}
+	return ev, f.t.judge(&ev, nil) == verdictEvent, false
 }
 
 func matchAny(flags []wire.FlagFilter, f uint8) bool {

@@ -61,6 +61,8 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 			&cli.BoolFlag{Name: "check", Aliases: []string{"t"}, Category: cmdline.AddedCategory, Usage: "check the configuration and exit: print each door, bind nothing"},
 			&cli.StringFlag{Name: "backend", Value: "auto", Category: cmdline.AddedCategory, Usage: "`how` to capture: auto (default), raw (AF_PACKET, needs CAP_NET_RAW) or listener (bound sockets, no privileges)"},
 			&cli.StringFlag{Name: "state-dir", Category: cmdline.AddedCategory, Usage: "keep pending stop commands in `dir` (default: StateDir in the config, else a directory named after the config file under $STATE_DIRECTORY, /var/lib/knockd for root, or ~/.local/state/knockd)"},
+			&cli.StringFlag{Name: "log-format", Category: cmdline.AddedCategory, Usage: "write the -v, -D and LogFile lines as `fmt`: text (default: LogFormat in the config, else text) or json (one object per line; syslog keeps the text)"},
+			&cli.StringFlag{Name: "replay", Category: cmdline.AddedCategory, Usage: "read the knocks of a pcap or pcapng `file` (tcpdump -w) and print what the daemon would log, in the capture's time; runs nothing, writes nothing, needs no privileges"},
 			&cli.BoolFlag{Name: "version", Aliases: []string{"V"}, Usage: "display version"},
 			&cli.BoolFlag{Name: "help", Aliases: []string{"h"}, Usage: "this help"},
 		},
@@ -128,11 +130,20 @@ func action(c *cli.Context) error {
 		Verbose:    c.Bool("verbose"),
 		IPv4Only:   c.Bool("only-ip-v4"),
 		Check:      c.Bool("check"),
+		LogFormat:  c.String("log-format"),
+		Replay:     c.String("replay"),
+	}
+	if c.IsSet("replay") && opts.Replay == "" {
+		return cli.Exit(`knockd: --replay "": no capture file named (give the file tcpdump -w wrote)`, 1)
 	}
 	if c.IsSet("config") && opts.ConfigPath == "" {
 		// knockd 0.8 fails to open "", where knockd.Run would read the
 		// default file: say so rather than start on another file.
 		return cli.Exit(`knockd: -c "": no configuration file named (give its path, or leave -c out for /etc/knockd.conf)`, 1)
+	}
+	if opts.Replay != "" {
+		// A replay runs in the foreground, whatever -d says.
+		opts.Daemon = false
 	}
 	if opts.Daemon && !opts.Check && os.Getenv(childEnv) == "" {
 		if err := daemonize(); err != nil {

@@ -59,6 +59,8 @@ options:
   -t, --check            check the configuration and exit: print each door, bind nothing
       --backend <how>    how to capture: auto (default), raw (AF_PACKET, needs CAP_NET_RAW) or listener (bound sockets, no privileges)
       --state-dir <dir>  keep pending stop commands in dir (default: StateDir in the config, else a directory named after the config file under $STATE_DIRECTORY, /var/lib/knockd for root, or ~/.local/state/knockd)
+      --log-format <fmt>  write the -v, -D and LogFile lines as fmt: text (default: LogFormat in the config, else text) or json (one object per line; syslog keeps the text)
+      --replay <file>    read the knocks of a pcap or pcapng file (tcpdump -w) and print what the daemon would log, in the capture's time; runs nothing, writes nothing, needs no privileges
   -V, --version          display version
   -h, --help             this help
 
@@ -72,7 +74,8 @@ func to08(s string) string {
 		switch {
 		case strings.HasPrefix(line, "  -i, "):
 			line = "  -i, --interface <int>  network interface to listen on (default \"eth0\")\n"
-		case strings.HasPrefix(line, "  -t, --check "), strings.HasPrefix(line, "      --backend "), strings.HasPrefix(line, "      --state-dir "):
+		case strings.HasPrefix(line, "  -t, --check "), strings.HasPrefix(line, "      --backend "), strings.HasPrefix(line, "      --state-dir "),
+			strings.HasPrefix(line, "      --log-format "), strings.HasPrefix(line, "      --replay "):
 			continue
 		}
 		b.WriteString(line)

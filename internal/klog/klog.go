@@ -3,13 +3,22 @@
 // knockd 0.8 sends them: one datagram per line to /dev/log, facility
 // daemon, level notice, tag "knockd" with no pid
 // ("<29>Jan  2 15:04:05 knockd: message").
+//
+// With Options.JSON, the -v and -D output and the LogFile take each line
+// as one JSON object instead, written by log/slog's JSON handler:
+// {"time":…,"event":…,"door":…,"src":…,"stage":…,"msg":…}, the door,
+// source and stage only where the line is about them, and msg the text
+// line. Syslog and standard error keep the text.
 package klog
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
 	"io/fs"
+	"log/slog"
+	"net/netip"
 	"os"
 	"regexp"
 	"sync"
@@ -39,6 +48,13 @@ type Options struct {
 	SyslogPath string
 	// Now is the clock for time stamps; nil means time.Now.
 	Now func() time.Time
+	// JSON writes the Verbose and Debug output and the LogFile as JSON
+	// lines.
+	JSON bool
+	// Stamped starts the text lines of Verbose and Debug with their time
+	// ("2026-12-01 23:05:07.123 "), for knockd --replay, whose lines
+	// are in the capture's time.
+	Stamped bool
 }
 
 // Logger writes log lines. Its methods are safe for concurrent use.
@@ -47,6 +63,77 @@ type Logger struct {
 	mu     sync.Mutex
 	file   *os.File
 	syslog *syslogConn
+	// The JSON handlers of Verbose, Debug and the file; nil unless
+	// opts.JSON (and the output is there).
+	jverbose, jdebug, jfile slog.Handler
+}
+
+// Event names the kind of an Entry for the JSON form. Lines that are not
+// about a knock use EventMessage, EventError or EventDebug.
+type Event string
+
+// The events of JSON lines.
+const (
+	EventMessage Event = "message" // any other line
+	EventError   Event = "error"   // a line also shown on standard error
+	EventDebug   Event = "debug"   // a -D line
+	EventStage   Event = "stage"   // "IP: door: Stage N"
+	EventOpen    Event = "open"    // "IP: door: OPEN SESAME"
+	EventTimeout Event = "timeout" // "IP: door: sequence timeout (stage N)"
+	// EventEnded is an attempt that ended without opening, with -D
+	// ("IP: door: attempt ended at stage N: ...").
+	EventEnded Event = "attempt ended"
+	// EventIgnored is a knock a door did not take, with -D ("IP: door:
+	// ... ignored at stage N: ...").
+	EventIgnored Event = "ignored"
+	// EventReplay is a used time-derived sequence sent again ("IP: door:
+	// used sequence replayed (step N): nothing opened"), or one of a
+	// spent step ("IP: door: sequence of spent step N refused: ...").
+	EventReplay Event = "replay"
+)
+
+// Entry is one log line and, for the JSON form, what it is about.
+type Entry struct {
+	// Time is when it happened; zero means now (Options.Now).
+	Time  time.Time
+	Event Event
+	// Door is the door's name; empty when the line is about no door.
+	Door string
+	// Src is the knocker; invalid when the line is about none.
+	Src netip.Addr
+	// Stage is the knocks matched; 0 when the line is about no attempt.
+	Stage int
+	// Msg is the text line.
+	Msg string
+}
+
+// newJSON returns the JSON handler for w: no level (the event says what
+// a line is), the time as the Entry's.
+func newJSON(w io.Writer) slog.Handler {
+	return slog.NewJSONHandler(w, &slog.HandlerOptions{
+		ReplaceAttr: func(groups []string, a slog.Attr) slog.Attr {
+			if len(groups) == 0 && a.Key == slog.LevelKey {
+				return slog.Attr{}
+			}
+			return a
+		},
+	})
+}
+
+// writeJSON writes e to h.
+func writeJSON(h slog.Handler, e Entry) {
+	r := slog.NewRecord(e.Time, slog.LevelInfo, e.Msg, 0)
+	r.AddAttrs(slog.String("event", string(e.Event)))
+	if e.Door != "" {
+		r.AddAttrs(slog.String("door", e.Door))
+	}
+	if e.Src.IsValid() {
+		r.AddAttrs(slog.String("src", e.Src.String()))
+	}
+	if e.Stage > 0 {
+		r.AddAttrs(slog.Int("stage", e.Stage))
+	}
+	_ = h.Handle(context.Background(), r)
 }
 
 // New opens the log file (for appending) and syslog. As with knockd 0.8,
@@ -65,13 +152,39 @@ func New(opts Options) *Logger {
 	l := &Logger{opts: opts}
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	l.setJSONLocked(opts.JSON)
 	if opts.Syslog {
 		l.openSyslog()
 	}
 	if opts.LogFile != "" {
 		l.file, _ = l.openFile(opts.LogFile, "going on without it")
+		l.setJSONLocked(opts.JSON)
 	}
 	return l
+}
+
+// SetJSON turns the JSON form on or off (a reload's LogFormat).
+func (l *Logger) SetJSON(on bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.setJSONLocked(on)
+}
+
+func (l *Logger) setJSONLocked(on bool) {
+	l.opts.JSON = on
+	l.jverbose, l.jdebug, l.jfile = nil, nil, nil
+	if !on {
+		return
+	}
+	if l.opts.Verbose != nil {
+		l.jverbose = newJSON(l.opts.Verbose)
+	}
+	if l.opts.Debug != nil {
+		l.jdebug = newJSON(l.opts.Debug)
+	}
+	if l.file != nil {
+		l.jfile = newJSON(l.file)
+	}
 }
 
 // openSyslog connects to the system logger. When it does not answer the
@@ -128,12 +241,13 @@ func (l *Logger) Reload(logFile string, useSyslog bool) {
 	}
 	old := l.opts.LogFile
 	if l.file != nil {
-		l.verboseLocked("closing log file: " + old)
+		l.verboseLocked(l.stamp(Entry{Event: EventMessage, Msg: "closing log file: " + old}))
 	}
 	if logFile == "" {
 		if l.file != nil {
 			l.file.Close()
 			l.file = nil
+			l.jfile = nil
 		}
 		l.opts.LogFile = ""
 		return
@@ -150,10 +264,11 @@ func (l *Logger) Reload(logFile string, useSyslog bool) {
 		l.file.Close()
 	}
 	l.file = f
+	l.setJSONLocked(l.opts.JSON)
 	l.opts.LogFile = logFile
-	msg := "re-opening log file: " + logFile
-	l.verboseLocked(msg)
-	l.record(msg)
+	e := l.stamp(Entry{Event: EventMessage, Msg: "re-opening log file: " + logFile})
+	l.verboseLocked(e)
+	l.record(e)
 }
 
 // Close closes the log file and syslog.
@@ -163,6 +278,7 @@ func (l *Logger) Close() error {
 	if l.file != nil {
 		l.file.Close()
 		l.file = nil
+		l.jfile = nil
 	}
 	if l.syslog != nil {
 		l.syslog.close()
@@ -174,11 +290,24 @@ func (l *Logger) Close() error {
 // Log writes a line everywhere: -v output, log file and syslog. This is
 // the pair vprint+logprint of knockd, used for knock events.
 func (l *Logger) Log(format string, args ...any) {
-	msg := fmt.Sprintf(format, args...)
+	l.LogEntry(Entry{Event: EventMessage, Msg: fmt.Sprintf(format, args...)})
+}
+
+// LogEntry writes e everywhere, as Log does.
+func (l *Logger) LogEntry(e Entry) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	l.verboseLocked(msg)
-	l.record(msg)
+	e = l.stamp(e)
+	l.verboseLocked(e)
+	l.record(e)
+}
+
+// stamp fills in e's time.
+func (l *Logger) stamp(e Entry) Entry {
+	if e.Time.IsZero() {
+		e.Time = l.opts.Now()
+	}
+	return e
 }
 
 // Record writes a line to the log file and syslog only.
@@ -186,7 +315,7 @@ func (l *Logger) Record(format string, args ...any) {
 	msg := fmt.Sprintf(format, args...)
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	l.record(msg)
+	l.record(l.stamp(Entry{Event: EventMessage, Msg: msg}))
 }
 
 // Verbose writes a line to the -v output only.
@@ -197,24 +326,51 @@ func (l *Logger) Verbose(format string, args ...any) {
 	msg := fmt.Sprintf(format, args...)
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	l.verboseLocked(msg)
+	l.verboseLocked(l.stamp(Entry{Event: EventMessage, Msg: msg}))
 }
 
-func (l *Logger) verboseLocked(msg string) {
-	if l.opts.Verbose != nil {
-		fmt.Fprintln(l.opts.Verbose, msg)
+func (l *Logger) verboseLocked(e Entry) {
+	switch {
+	case l.jverbose != nil:
+		writeJSON(l.jverbose, e)
+	case l.opts.Verbose != nil:
+		l.text(l.opts.Verbose, e)
 	}
 }
+
+// Debugging reports whether -D lines are shown, so that callers can skip
+// the work of building them.
+func (l *Logger) Debugging() bool { return l.opts.Debug != nil }
 
 // Debugf writes a -D line.
 func (l *Logger) Debugf(format string, args ...any) {
 	if l.opts.Debug == nil {
 		return
 	}
-	msg := fmt.Sprintf(format, args...)
+	l.DebugEntry(Entry{Event: EventDebug, Msg: fmt.Sprintf(format, args...)})
+}
+
+// DebugEntry writes e as a -D line.
+func (l *Logger) DebugEntry(e Entry) {
+	if l.opts.Debug == nil {
+		return
+	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	fmt.Fprintln(l.opts.Debug, msg)
+	if l.jdebug != nil {
+		writeJSON(l.jdebug, l.stamp(e))
+		return
+	}
+	l.text(l.opts.Debug, l.stamp(e))
+}
+
+// text writes e's text line to w.
+func (l *Logger) text(w io.Writer, e Entry) {
+	if l.opts.Stamped && !e.Time.IsZero() {
+		fmt.Fprintf(w, "%s %s\n", e.Time.Local().Format("2006-01-02 15:04:05.000"), e.Msg)
+		return
+	}
+	fmt.Fprintln(w, e.Msg)
 }
 
 // Error writes a line to standard error, the log file and syslog.
@@ -227,21 +383,24 @@ func (l *Logger) Error(format string, args ...any) {
 
 func (l *Logger) errorLocked(msg string) {
 	fmt.Fprintln(l.opts.Errors, msg)
-	l.record(msg)
+	l.record(l.stamp(Entry{Event: EventError, Msg: msg}))
 }
 
-func (l *Logger) record(msg string) {
+func (l *Logger) record(e Entry) {
 	if l.file == nil && l.syslog == nil {
 		return
 	}
-	t := l.opts.Now()
-	if l.file != nil {
-		fmt.Fprintf(l.file, "[%04d-%02d-%02d %02d:%02d] %s\n", t.Year(), t.Month(), t.Day(), t.Hour(), t.Minute(), msg)
+	t := e.Time
+	switch {
+	case l.jfile != nil:
+		writeJSON(l.jfile, e)
+	case l.file != nil:
+		fmt.Fprintf(l.file, "[%04d-%02d-%02d %02d:%02d] %s\n", t.Year(), t.Month(), t.Day(), t.Hour(), t.Minute(), e.Msg)
 	}
 	if l.syslog != nil {
 		// Like syslog(3) without LOG_CONS, a line the system logger
 		// does not take is dropped.
-		_ = l.syslog.send(syslogLine(t, msg))
+		_ = l.syslog.send(syslogLine(t, e.Msg))
 	}
 }
 

@@ -2,13 +2,17 @@ package klog
 
 import (
 	"bytes"
+	"encoding/json"
 	"io"
 	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/google/go-cmp/cmp"
 
 	"github.com/knock-go/knock/internal/klog/klogtest"
 )
@@ -161,6 +165,23 @@ func TestSyslogDatagrams(t *testing.T) {
 	}
 }
 
+// With JSON, syslog keeps knockd 0.8's datagrams.
+func TestSyslogStaysTextWithJSON(t *testing.T) {
+	t.Parallel()
+	srv := klogtest.NewSyslog(t)
+	now := time.Date(2026, 3, 4, 5, 6, 7, 0, time.Local)
+	var verbose bytes.Buffer
+	l := New(Options{Syslog: true, SyslogPath: srv.Path, Verbose: &verbose, JSON: true, Now: func() time.Time { return now }})
+	defer l.Close()
+	l.LogEntry(Entry{Event: EventOpen, Door: "openSSH", Src: netip.MustParseAddr("198.18.0.2"), Msg: "198.18.0.2: openSSH: OPEN SESAME"})
+	if got, want := srv.Next(t), "<29>Mar  4 05:06:07 knockd: 198.18.0.2: openSSH: OPEN SESAME"; got != want {
+		t.Errorf("datagram\n %q\nwant\n %q", got, want)
+	}
+	if !strings.HasPrefix(verbose.String(), "{") {
+		t.Errorf("-v output %q, want JSON", verbose.String())
+	}
+}
+
 // Like syslog(3), the logger reconnects when the system logger comes back
 // (restarted: a new socket at the same path), and tries again on every
 // line when it is not there at all.
@@ -237,5 +258,70 @@ func TestReloadTurnsSyslogOnAndOff(t *testing.T) {
 		if got := srv.Next(t); !strings.HasSuffix(got, " knockd: "+want) {
 			t.Errorf("datagram %q, want one ending in %q", got, want)
 		}
+	}
+}
+
+// With JSON, the -v and -D output and the LogFile carry one object per
+// line, with the door, source and stage where the line has them; syslog
+// and standard error keep knockd 0.8's text.
+func TestJSONLines(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "knockd.log")
+	var verbose, debug, errs bytes.Buffer
+	now := time.Date(2026, 3, 4, 5, 6, 7, 8000000, time.UTC)
+	l := New(Options{Verbose: &verbose, Debug: &debug, Errors: &errs, LogFile: path, JSON: true, Now: func() time.Time { return now }})
+	src := netip.MustParseAddr("198.18.0.2")
+	l.LogEntry(Entry{Event: EventStage, Door: "openSSH", Src: src, Stage: 1, Msg: "198.18.0.2: openSSH: Stage 1"})
+	l.Log("listening on %s...", "lo")
+	l.DebugEntry(Entry{Event: EventEnded, Door: "openSSH", Src: src, Stage: 1, Msg: "198.18.0.2: openSSH: attempt ended at stage 1: timed out"})
+	l.Error("warning: %s", "something")
+	l.Close()
+
+	type line struct {
+		Time  time.Time
+		Level *string
+		Event string
+		Door  string
+		Src   string
+		Stage int
+		Msg   string
+	}
+	parse := func(name, s string) []line {
+		t.Helper()
+		var out []line
+		for _, ln := range strings.Split(strings.TrimSuffix(s, "\n"), "\n") {
+			var l line
+			if err := json.Unmarshal([]byte(ln), &l); err != nil {
+				t.Fatalf("%s: %q: %v", name, ln, err)
+			}
+			if !l.Time.Equal(now) || l.Level != nil {
+				t.Errorf("%s: %q: time %v (want %v), level %v (want none)", name, ln, l.Time, now, l.Level)
+			}
+			out = append(out, l)
+		}
+		return out
+	}
+	stage := line{Event: "stage", Door: "openSSH", Src: "198.18.0.2", Stage: 1, Msg: "198.18.0.2: openSSH: Stage 1"}
+	msg := line{Event: "message", Msg: "listening on lo..."}
+	warn := line{Event: "error", Msg: "warning: something"}
+	ended := line{Event: "attempt ended", Door: "openSSH", Src: "198.18.0.2", Stage: 1, Msg: "198.18.0.2: openSSH: attempt ended at stage 1: timed out"}
+	strip := func(ls []line) []line {
+		for i := range ls {
+			ls[i].Time, ls[i].Level = time.Time{}, nil
+		}
+		return ls
+	}
+	if diff := cmp.Diff([]line{stage, msg}, strip(parse("verbose", verbose.String()))); diff != "" {
+		t.Errorf("verbose (-want +got):\n%s", diff)
+	}
+	if diff := cmp.Diff([]line{ended}, strip(parse("debug", debug.String()))); diff != "" {
+		t.Errorf("debug (-want +got):\n%s", diff)
+	}
+	file, _ := os.ReadFile(path)
+	if diff := cmp.Diff([]line{stage, msg, warn}, strip(parse("log file", string(file)))); diff != "" {
+		t.Errorf("log file (-want +got):\n%s", diff)
+	}
+	if e := errs.String(); e != "warning: something\n" {
+		t.Errorf("stderr %q, want the text line", e)
 	}
 }

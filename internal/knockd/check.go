@@ -44,6 +44,9 @@ func check(opts Options) error {
 	if err != nil {
 		return err
 	}
+	if _, err := (&daemon{opts: opts}).jsonLogs(cfg); err != nil {
+		return err
+	}
 	c := &checker{opts: opts, cfg: cfg, out: out, errs: errs}
 	for _, w := range cfg.Warnings {
 		c.warn("%s", w)
@@ -124,11 +127,24 @@ func (c *checker) options() {
 	c.table("[options]", [][2]string{
 		{"UseSyslog", syslog},
 		{"LogFile", orDefault(logFile, "none")},
+		{"LogFormat", c.logFormat()},
 		{"PidFile", pid},
 		{"Interface", iface},
 		{"MaxAttempts", count(c.cfg.MaxAttempts, match.DefaultMaxAttempts)},
 		{"MaxCommands", count(c.cfg.MaxCommands, exec.DefaultMaxRunning)},
 	})
+}
+
+// logFormat describes the form of the -v and LogFile lines.
+func (c *checker) logFormat() string {
+	json, err := (&daemon{opts: c.opts}).jsonLogs(c.cfg)
+	switch {
+	case err != nil:
+		return err.Error()
+	case json:
+		return "json (one JSON object per line; syslog keeps the text)"
+	}
+	return "text"
 }
 
 func (c *checker) door(d *config.Door) {

@@ -19,16 +19,18 @@ const (
 	stageLines = iota
 	timeoutLines
 	evictions
+	explainLines // -D only
 	chattyKinds
 )
 
-var chattyNames = [chattyKinds]string{"stage", "timeout", "eviction"}
+var chattyNames = [chattyKinds]string{"stage", "timeout", "eviction", "explanation"}
 
 // summaries are the lines that report what was suppressed, by kind.
 var summaries = [chattyKinds]string{
 	"%d stage messages suppressed in the last second",
 	"%d timeout messages suppressed in the last second",
 	"%d knock attempts evicted in the last second: more attempts in progress than MaxAttempts, the oldest at stage 1 made room",
+	"%d explanations (-D) suppressed in the last second",
 }
 
 // floodGate lets through at most linesPerSecond lines of each chatty
@@ -82,7 +84,10 @@ func (g *floodGate) report() {
 	g.timer = nil
 	g.mu.Unlock()
 	for kind, c := range n {
-		if c > 0 {
+		switch {
+		case c > 0 && kind == explainLines:
+			g.log.Debugf(summaries[kind], c)
+		case c > 0:
 			g.log.Log(summaries[kind], c)
 		}
 	}

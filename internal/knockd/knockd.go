@@ -39,6 +39,12 @@ type Options struct {
 	Verbose    bool   // -v
 	IPv4Only   bool   // -4
 	Check      bool   // -t, --check: parse, print the doors, bind nothing
+	// LogFormat is --log-format: "text" or "json"; empty means LogFormat
+	// in [options], else text.
+	LogFormat string
+	// Replay is --replay: the capture file to replay instead of
+	// capturing; see replay.
+	Replay string
 
 	// SyslogPath is the system logger's socket, for tests; empty means
 	// /dev/log.
@@ -67,6 +73,9 @@ type Options struct {
 func Run(ctx context.Context, opts Options) (err error) {
 	if opts.Check {
 		return check(opts)
+	}
+	if opts.Replay != "" {
+		return replayRun(ctx, opts)
 	}
 	d, err := start(opts)
 	if err == nil && opts.Daemon {
@@ -122,7 +131,11 @@ func start(opts Options) (*daemon, error) {
 	}
 	d := &daemon{opts: opts, cfg: cfg}
 
-	lo := klog.Options{Errors: opts.Stderr, LogFile: d.logFile(cfg), Syslog: cfg.UseSyslog, SyslogPath: opts.SyslogPath}
+	json, err := d.jsonLogs(cfg)
+	if err != nil {
+		return nil, err
+	}
+	lo := klog.Options{Errors: opts.Stderr, LogFile: d.logFile(cfg), Syslog: cfg.UseSyslog, SyslogPath: opts.SyslogPath, JSON: json}
 	if opts.Verbose {
 		lo.Verbose = opts.Stdout
 	}
@@ -183,11 +196,12 @@ func start(opts Options) (*daemon, error) {
 		return fail(err)
 	}
 
-	d.matcher = match.New(cfg.Doors, match.Options{MaxAttempts: cfg.MaxAttempts, Steps: d.steps})
+	d.matcher = match.New(cfg.Doors, match.Options{MaxAttempts: cfg.MaxAttempts, Steps: d.steps, Explain: opts.Debug})
 	spec := capture.NewSpec(d.matcher.Doors(), ifaces, opts.IPv4Only)
 	if d.src, err = d.openSource(spec); err != nil {
 		return fail(err)
 	}
+	d.dump(spec)
 	d.warnUnsupported(cfg.Doors)
 	d.warnMissingInterfaces(ifaces)
 	if n, err := d.runner.Recover(); err != nil {
@@ -360,7 +374,8 @@ func (d *daemon) emit(acts []match.Action) {
 	for _, a := range acts {
 		switch {
 		case a.Kind == match.Stage && !d.flood.allow(stageLines),
-			a.Kind == match.Timeout && !d.flood.allow(timeoutLines):
+			a.Kind == match.Timeout && !d.flood.allow(timeoutLines),
+			(a.Kind == match.Ended || a.Kind == match.Ignored) && !d.flood.allow(explainLines):
 			continue
 		case a.Kind == match.NewSteps:
 			d.quietSource.Store(true)
@@ -380,29 +395,56 @@ func (d *daemon) emit(acts []match.Action) {
 // act logs actions and runs commands, in order.
 func (d *daemon) act() {
 	for a := range d.acts {
-		switch a.Kind {
-		case match.Stage, match.Timeout, match.Replay, match.Stale:
-			d.log.Log("%s", a.Line(d.names.label(a.Src)))
-		case match.NewSteps:
-			d.log.Debugf("%s", a.String())
-		case match.Open:
-			label := d.names.label(a.Src)
-			d.log.Log("%s", a.Line(label))
-			for _, o := range d.openers {
+		d.do(a, d.openers)
+	}
+}
+
+// events are the JSON events of the knock lines.
+var events = map[match.Kind]klog.Event{match.Stage: klog.EventStage, match.Open: klog.EventOpen, match.Timeout: klog.EventTimeout,
+	match.Ended: klog.EventEnded, match.Ignored: klog.EventIgnored, match.Replay: klog.EventReplay, match.Stale: klog.EventReplay}
+
+// do logs a and hands an opening to openers.
+func (d *daemon) do(a match.Action, openers []exec.Opener) {
+	switch a.Kind {
+	case match.Stage, match.Timeout, match.Open, match.Replay, match.Stale:
+		label := d.names.label(a.Src)
+		d.log.LogEntry(klog.Entry{Event: events[a.Kind], Door: a.Door.Name, Src: a.Src, Stage: a.Stage, Msg: a.Line(label)})
+		if a.Kind == match.Timeout && d.log.Debugging() {
+			d.log.DebugEntry(klog.Entry{Event: klog.EventEnded, Door: a.Door.Name, Src: a.Src, Stage: a.Stage, Msg: a.Explanation(label)})
+		}
+		if a.Kind == match.Open {
+			for _, o := range openers {
 				o.Open(a.Door, a.Src, label, a.Time)
 			}
-		case match.Disabled:
-			d.log.Error("%s", a.String())
-			if cause := errors.Unwrap(a.Err); cause != nil {
-				d.log.Error("%s: %v", a.Door.Name, cause)
-			}
-		case match.NewSequence:
-			if a.Err != nil {
-				d.log.Log("%s: %v", a.Door.Name, a.Err)
-			}
-			d.log.Debugf("%s", a.String())
 		}
+	case match.Ended, match.Ignored:
+		d.log.DebugEntry(klog.Entry{Event: events[a.Kind], Door: a.Door.Name, Src: a.Src, Stage: a.Stage, Msg: a.Explanation(d.names.label(a.Src))})
+	case match.Disabled:
+		d.log.Error("%s", a.String())
+		if cause := errors.Unwrap(a.Err); cause != nil {
+			d.log.Error("%s: %v", a.Door.Name, cause)
+		}
+	case match.NewSequence:
+		if a.Err != nil {
+			d.log.Log("%s: %v", a.Door.Name, a.Err)
+		}
+		d.log.Debugf("%s", a.String())
+	case match.NewSteps:
+		d.log.Debugf("%s", a.String())
 	}
+}
+
+// jsonLogs reports whether lines are JSON for cfg: --log-format wins
+// over LogFormat.
+func (d *daemon) jsonLogs(cfg *config.Config) (bool, error) {
+	if d.opts.LogFormat == "" {
+		return cfg.LogFormat == config.LogJSON, nil
+	}
+	f, err := config.ParseLogFormat(d.opts.LogFormat)
+	if err != nil {
+		return false, fmt.Errorf("--log-format: %w", err)
+	}
+	return f == config.LogJSON, nil
 }
 
 // updateSource makes the capture follow the matcher's current doors. It
@@ -452,6 +494,7 @@ func (d *daemon) reload(ctx context.Context) {
 	}
 	iface := d.interfaceOf(cfg)
 	var updateErr error
+	var ended []match.Action
 	ran := d.loop.Do(ctx, func(m *match.Matcher) {
 		// On the matcher's goroutine, like every capture update; d.iface
 		// changes here too, since spec reads it there.
@@ -462,6 +505,7 @@ func (d *daemon) reload(ctx context.Context) {
 			return
 		}
 		m.Reload(cfg.Doors)
+		ended = m.TakeEnded(nil)
 		m.SetMaxAttempts(cfg.MaxAttempts)
 		if hasDerived(cfg.Doors) {
 			// The steps as the matcher chose them, a moment later.
@@ -476,14 +520,21 @@ func (d *daemon) reload(ctx context.Context) {
 		d.log.Error("cannot watch the new configuration's ports: %v; keeping the running configuration", updateErr)
 		return
 	}
+	for _, a := range ended {
+		d.do(a, nil)
+	}
 	old := d.cfg
 	d.cfg = cfg
+	if json, err := d.jsonLogs(cfg); err == nil {
+		d.log.SetJSON(json)
+	}
 	d.log.Reload(d.logFile(cfg), cfg.UseSyslog)
 	if now := listening(iface); now != listening(d.interfaceOf(old)) {
 		d.log.Log("reload: now listening on %s", now)
 	}
 	d.flagWins("Interface", "-i", d.opts.Interface, old.Interface, cfg.Interface)
 	d.flagWins("LogFile", "-g", d.opts.LogFile, old.LogFile, cfg.LogFile)
+	d.flagWins("LogFormat", "--log-format", d.opts.LogFormat, old.LogFormat.String(), cfg.LogFormat.String())
 	if d.opts.Daemon {
 		d.fixed("PidFile", d.opts.PidFile, old.PidFile, cfg.PidFile, config.DefaultPidFile)
 	}

@@ -131,7 +131,7 @@ func (d *testDaemon) port() int {
 
 var ports sync.Map
 
-var serving = regexp.MustCompile(`(?m)^listening on \S+\.\.\.$`)
+var serving = regexp.MustCompile(`(?m)^listening on \S+\.\.\.$|"msg":"listening on \S+\.\.\."`)
 
 // sighup re-reads the configuration, as SIGHUP does, and waits until the
 // daemon has.
