@@ -18,43 +18,30 @@ func ipsetHandle(netnsFd int) (*netlink.Handle, error) {
 	return netlink.NewHandle(unix.NETLINK_NETFILTER)
 }
 
-// checkIPSet makes sure that the ipset exists, is hash:ip of its family
-// and has timeouts.
-func checkIPSet(u use, netnsFd int) error {
-	family, afFamily := "inet", uint8(unix.AF_INET)
-	if u.v6 {
-		family, afFamily = "inet6", unix.AF_INET6
-	}
-	create := fmt.Sprintf("ipset create %s hash:ip family %s timeout 60", u.ipset, family)
-	fail := func(fix, format string, args ...any) error {
-		return &SetError{Door: u.door, Key: u.key, Value: u.value(), Err: fmt.Errorf(format, args...), Fix: fix}
-	}
-	h, err := ipsetHandle(netnsFd)
+func (k netKernel) IPSet(name string) (SetInfo, error) {
+	h, err := ipsetHandle(k.netnsFd)
 	if err != nil {
-		return fmt.Errorf("kset: opening netlink: %w", err)
+		return SetInfo{}, fmt.Errorf("opening netlink: %w", err)
 	}
 	defer h.Close()
-	res, err := h.IpsetList(u.ipset)
+	res, err := h.IpsetList(name)
 	if perr := permission(err); perr != nil {
-		return perr
+		return SetInfo{}, perr
+	}
+	if errors.Is(err, unix.ENOENT) {
+		return SetInfo{Missing: true}, nil
 	}
 	if err != nil {
-		if errors.Is(err, unix.ENOENT) {
-			return fail(create, "there is no ipset %s", u.ipset)
-		}
-		return fail(create, "there is no usable ipset %s (%v)", u.ipset, err)
+		return SetInfo{}, err
 	}
-	recreate := fmt.Sprintf("ipset destroy %s && %s", u.ipset, create)
-	if res.TypeName != "hash:ip" {
-		return fail(recreate, "the ipset is %s, not hash:ip", res.TypeName)
+	info := SetInfo{Type: res.TypeName, Family: fmt.Sprintf("family %d", res.Family), Timeout: res.Timeout != nil}
+	switch res.Family {
+	case unix.AF_INET:
+		info.Family = "inet"
+	case unix.AF_INET6:
+		info.Family = "inet6"
 	}
-	if res.Family != afFamily {
-		return fail(recreate, "the ipset is not of family %s", family)
-	}
-	if res.Timeout == nil {
-		return fail(recreate, "the ipset has no timeout, so its entries would never expire")
-	}
-	return nil
+	return info, nil
 }
 
 // ipsetAdder adds to one ipset. The kernel takes one entry a message; an

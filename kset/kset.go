@@ -28,6 +28,9 @@ type Options struct {
 	// NetNSFd, when not 0, is a network namespace to work in instead of
 	// this process's own (for tests).
 	NetNSFd int
+	// Kernel, when not nil, answers the checks of New and Update instead
+	// of the kernel (for tests).
+	Kernel Kernel
 }
 
 // Sets adds knockers to the doors' kernel sets. It is an exec.Opener:
@@ -151,6 +154,9 @@ func New(doors []*config.Door, opts Options) (*Sets, error) {
 	if opts.Logf == nil {
 		opts.Logf = func(string, ...any) {}
 	}
+	if opts.Kernel == nil {
+		opts.Kernel = netKernel{opts.NetNSFd}
+	}
 	s := &Sets{opts: opts, workers: map[string]*worker{}}
 	if err := s.Update(doors); err != nil {
 		return nil, err
@@ -167,7 +173,7 @@ func (s *Sets) Update(doors []*config.Door) error {
 		return nil
 	}
 	for _, u := range us {
-		if err := check(u, s.opts.NetNSFd); err != nil {
+		if err := check(u, s.opts.Kernel); err != nil {
 			return err
 		}
 	}

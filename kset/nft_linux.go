@@ -39,53 +39,36 @@ func permission(err error) error {
 	return nil
 }
 
-// check makes sure that the set exists, holds the addresses of its
-// family and has timeouts.
-func check(u use, netnsFd int) error {
-	if u.ipset != "" {
-		return checkIPSet(u, netnsFd)
-	}
-	c, err := conn(netnsFd, false)
+// netKernel is the Kernel of a network namespace: this process's, or
+// netnsFd's when not 0.
+type netKernel struct{ netnsFd int }
+
+func (k netKernel) NFTSet(set config.NFTSet) (SetInfo, error) {
+	c, err := conn(k.netnsFd, false)
 	if err != nil {
-		return fmt.Errorf("kset: opening netlink: %w", err)
-	}
-	typ := "ipv4_addr"
-	if u.v6 {
-		typ = "ipv6_addr"
-	}
-	set := u.set
-	addSet := fmt.Sprintf("nft add set %s '{ type %s; flags timeout; }'", set, typ)
-	fail := func(fix string, format string, args ...any) error {
-		return &SetError{Door: u.door, Key: u.key, Value: u.value(), Err: fmt.Errorf(format, args...), Fix: fix}
+		return SetInfo{}, fmt.Errorf("opening netlink: %w", err)
 	}
 	t, err := c.ListTableOfFamily(set.Table, families[set.Family])
 	if perr := permission(err); perr != nil {
-		return perr
+		return SetInfo{}, perr
+	}
+	if err != nil && !errors.Is(err, unix.ENOENT) {
+		return SetInfo{}, fmt.Errorf("listing table %s %s: %w", set.Family, set.Table, err)
 	}
 	if err != nil || t == nil {
-		if err == nil || errors.Is(err, unix.ENOENT) {
-			return fail(fmt.Sprintf("nft add table %s %s && %s", set.Family, set.Table, addSet), "there is no table %s %s", set.Family, set.Table)
-		}
-		return fail("", "listing table %s %s: %v", set.Family, set.Table, err)
+		return SetInfo{NoTable: true, Missing: true}, nil
 	}
 	s, err := c.GetSetByName(t, set.Name)
 	if perr := permission(err); perr != nil {
-		return perr
+		return SetInfo{}, perr
+	}
+	if err != nil && !errors.Is(err, unix.ENOENT) {
+		return SetInfo{}, err
 	}
 	if err != nil || s == nil {
-		if err == nil || errors.Is(err, unix.ENOENT) {
-			return fail(addSet, "table %s %s has no set %s", set.Family, set.Table, set.Name)
-		}
-		return fail("", "listing set: %v", err)
+		return SetInfo{Missing: true}, nil
 	}
-	recreate := fmt.Sprintf("nft delete set %s && %s", set, addSet)
-	if s.KeyType.Name != typ {
-		return fail(recreate, "the set holds %s, not %s", s.KeyType.Name, typ)
-	}
-	if !s.HasTimeout {
-		return fail(recreate, "the set has no timeouts (flags timeout), so its elements would never expire")
-	}
-	return nil
+	return SetInfo{Type: s.KeyType.Name, Timeout: s.HasTimeout}, nil
 }
 
 func newAdder(u use, netnsFd int) adder {

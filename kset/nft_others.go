@@ -5,13 +5,16 @@ package kset
 import (
 	"fmt"
 	"runtime"
+
+	"github.com/knock-go/knock/config"
 )
 
 var errUnimplemented = fmt.Errorf("kset: nftables sets and ipsets are not implemented on %s", runtime.GOOS)
 
-func check(u use, _ int) error {
-	return &SetError{Door: u.door, Key: u.key, Value: u.value(), Err: errUnimplemented}
-}
+type netKernel struct{ netnsFd int }
+
+func (netKernel) NFTSet(config.NFTSet) (SetInfo, error) { return SetInfo{}, errUnimplemented }
+func (netKernel) IPSet(string) (SetInfo, error)         { return SetInfo{}, errUnimplemented }
 
 type unimplemented struct{}
 
