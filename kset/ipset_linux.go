@@ -3,6 +3,7 @@ package kset
 import (
 	"errors"
 	"fmt"
+	"net/netip"
 	"time"
 
 	"github.com/vishvananda/netlink"
@@ -44,32 +45,67 @@ func (k netKernel) IPSet(name string) (SetInfo, error) {
 	return info, nil
 }
 
-// ipsetAdder adds to one ipset. The kernel takes one entry a message; an
-// entry already there gets the new timeout (no NLM_F_EXCL, as ipset
-// -exist).
+// ipsetAdder adds to one ipset. An entry already there gets the new
+// timeout (no NLM_F_EXCL, as ipset -exist).
 type ipsetAdder struct {
 	name    string
 	netnsFd int
 	h       *netlink.Handle
 }
 
-func (a *ipsetAdder) add(batch []addition) error {
+func (a *ipsetAdder) handle() (*netlink.Handle, error) {
 	if a.h == nil {
 		h, err := ipsetHandle(a.netnsFd)
 		if err != nil {
-			return fmt.Errorf("opening netlink: %w", err)
+			return nil, fmt.Errorf("opening netlink: %w", err)
 		}
 		a.h = h
 	}
+	return a.h, nil
+}
+
+// left lists the set's entries with the seconds they have left.
+func (a *ipsetAdder) left() (map[netip.Addr]time.Duration, error) {
+	h, err := a.handle()
+	if err != nil {
+		return nil, err
+	}
+	res, err := h.IpsetList(a.name)
+	if perr := permission(err); perr != nil {
+		return nil, perr
+	}
+	if err != nil {
+		return nil, err
+	}
+	left := make(map[netip.Addr]time.Duration, len(res.Entries))
+	for _, e := range res.Entries {
+		addr, ok := netip.AddrFromSlice(e.IP)
+		if !ok || e.Timeout == nil {
+			continue
+		}
+		if *e.Timeout == 0 {
+			left[addr.Unmap()] = forever // put there with timeout 0
+		} else {
+			left[addr.Unmap()] = time.Duration(*e.Timeout) * time.Second
+		}
+	}
+	return left, nil
+}
+
+func (a *ipsetAdder) put(elems []element) error {
+	h, err := a.handle()
+	if err != nil {
+		return err
+	}
 	var errs []error
-	for _, x := range batch {
-		secs := uint32(max(x.timeout, time.Second) / time.Second)
-		err := a.h.IpsetAdd(a.name, &netlink.IPSetEntry{IP: x.addr.AsSlice(), Timeout: &secs, Replace: true})
+	for _, e := range elems {
+		secs := uint32(e.timeout / time.Second)
+		err := h.IpsetAdd(a.name, &netlink.IPSetEntry{IP: e.addr.AsSlice(), Timeout: &secs, Replace: true})
 		if err != nil {
 			if perr := permission(err); perr != nil {
 				return perr
 			}
-			errs = append(errs, fmt.Errorf("%s: %w", x.addr, err))
+			errs = append(errs, fmt.Errorf("%s: %w", e.addr, err))
 		}
 	}
 	return errors.Join(errs...)

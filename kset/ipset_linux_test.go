@@ -94,3 +94,33 @@ func TestIPSet(t *testing.T) {
 		}
 	}
 }
+
+// TestNeverShorterIPSet: the same with an ipset.
+func TestNeverShorterIPSet(t *testing.T) {
+	if _, err := exec.LookPath("ipset"); err != nil {
+		t.Skip("ipset is not installed (CI installs it)")
+	}
+	n, fd := labNetns(t)
+	n.Run(t, "ipset", "create", "knock4", "hash:ip", "family", "inet", "timeout", "60")
+	n.Run(t, "ipset", "add", "knock4", "198.18.0.9", "timeout", "7200")
+	long := &config.Door{Name: "long", CmdTimeout: time.Hour, IPSet: "knock4"}
+	short := &config.Door{Name: "short", CmdTimeout: 30 * time.Second, IPSet: "knock4"}
+	a := netip.MustParseAddr("198.18.0.2")
+	for _, ds := range [][]*config.Door{{long}, {short}, {short, long}, {long, short}} {
+		s, err := New([]*config.Door{long, short}, Options{NetNSFd: fd})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, d := range ds {
+			s.Open(d, a, "", time.Now())
+		}
+		s.Open(short, netip.MustParseAddr("198.18.0.9"), "", time.Now())
+		s.Close(context.Background())
+		if left, ok := ipsetTimeout(t, n, "knock4", "198.18.0.2"); !ok || left < 3500 {
+			t.Errorf("after knocks on %v, 198.18.0.2 has %d s left (present %v): want about 3600", names(ds), left, ok)
+		}
+		if left, ok := ipsetTimeout(t, n, "knock4", "198.18.0.9"); !ok || left < 7100 {
+			t.Errorf("after a knock on short, 198.18.0.9 has %d s left (present %v): want about 7200", left, ok)
+		}
+	}
+}

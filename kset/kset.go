@@ -60,9 +60,22 @@ type worker struct {
 	a    adder
 }
 
-// adder adds a batch of knockers to one set.
+// adder reads and writes one set.
 type adder interface {
-	add([]addition) error
+	// left returns how long each element of the set has left.
+	left() (map[netip.Addr]time.Duration, error)
+	// put adds each element with its timeout, replacing the timeout of
+	// one that is there already, never adding it twice.
+	put([]element) error
+}
+
+// forever is the time left of an element that never expires.
+const forever = time.Duration(1<<63 - 1)
+
+// element is an address to put in a set, with its timeout.
+type element struct {
+	addr    netip.Addr
+	timeout time.Duration
 }
 
 // SetError is a set that a door names and that cannot be used as it is.
@@ -264,13 +277,68 @@ func (s *Sets) run(w *worker) {
 				break more
 			}
 		}
+		s.add(w, batch)
+	}
+}
+
+// add adds a batch to w's set. A knocker already in the set with more
+// time left than asked for keeps it: an opening never gets shorter, even
+// when doors that share the set have different Cmd_Timeouts, or an
+// earlier run gave a longer one.
+func (s *Sets) add(w *worker, batch []addition) {
+	left, err := w.a.left()
+	if err != nil {
+		// Adding blind could shorten an opening: fail closed.
 		for _, x := range batch {
-			s.opts.Logf("%s: adding %s to %s for %d s", x.door, x.addr, w.what, int64(x.timeout/time.Second))
+			s.opts.Logf("%s: error: could not read %s, so %s is not added: %v", x.door, w.what, x.addr, err)
 		}
-		if err := w.a.add(batch); err != nil {
-			for _, x := range batch {
+		return
+	}
+	elems, kept := plan(batch, left)
+	for _, x := range batch {
+		if l, ok := kept[x.addr]; ok {
+			if l == forever {
+				s.opts.Logf("%s: %s stays in %s without a timeout, as it was", x.door, x.addr, w.what)
+			} else {
+				s.opts.Logf("%s: %s stays in %s for the %d s it has left, longer than %d s", x.door, x.addr, w.what, int64(l/time.Second), int64(x.timeout/time.Second))
+			}
+			continue
+		}
+		s.opts.Logf("%s: adding %s to %s for %d s", x.door, x.addr, w.what, int64(x.timeout/time.Second))
+	}
+	if len(elems) == 0 {
+		return
+	}
+	if err := w.a.put(elems); err != nil {
+		for _, x := range batch {
+			if _, ok := kept[x.addr]; !ok {
 				s.opts.Logf("%s: error: could not add %s to %s: %v", x.door, x.addr, w.what, err)
 			}
 		}
 	}
+}
+
+// plan returns the elements to put for batch: one per address, with the
+// longest timeout asked for (at least a second, since 0 would mean the
+// set's default or never), leaving out the addresses whose time left is
+// at least that long, which kept returns.
+func plan(batch []addition, left map[netip.Addr]time.Duration) (elems []element, kept map[netip.Addr]time.Duration) {
+	longest := make(map[netip.Addr]time.Duration, len(batch))
+	var order []netip.Addr
+	for _, x := range batch {
+		t, seen := longest[x.addr]
+		if !seen {
+			order = append(order, x.addr)
+		}
+		longest[x.addr] = max(t, x.timeout, time.Second)
+	}
+	kept = map[netip.Addr]time.Duration{}
+	for _, a := range order {
+		if l, ok := left[a]; ok && l >= longest[a] {
+			kept[a] = l
+			continue
+		}
+		elems = append(elems, element{addr: a, timeout: longest[a]})
+	}
+	return elems, kept
 }

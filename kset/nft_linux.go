@@ -85,58 +85,85 @@ type nftAdder struct {
 	c       *nftables.Conn
 }
 
-// add adds the batch in one transaction. Each element is added, deleted
-// and added again with its full timeout, so that a knocker already in the
-// set gets its expiry pushed out whatever the kernel does when an existing
-// element is added, and is never in the set twice nor missing from it for
-// an instant.
-func (a *nftAdder) add(batch []addition) error {
+func (a *nftAdder) conn() (*nftables.Conn, error) {
 	if a.c == nil {
 		c, err := conn(a.netnsFd, true)
 		if err != nil {
-			return fmt.Errorf("opening netlink: %w", err)
+			return nil, fmt.Errorf("opening netlink: %w", err)
 		}
 		a.c = c
 	}
+	return a.c, nil
+}
+
+func (a *nftAdder) nftSet(v6 bool) *nftables.Set {
 	typ := nftables.TypeIPAddr
-	if len(batch) > 0 && batch[0].addr.Is6() {
+	if v6 {
 		typ = nftables.TypeIP6Addr
 	}
-	s := &nftables.Set{
+	return &nftables.Set{
 		Table:      &nftables.Table{Name: a.set.Table, Family: families[a.set.Family]},
 		Name:       a.set.Name,
 		KeyType:    typ,
 		HasTimeout: true,
 	}
-	// One element per address, with the longest timeout asked for: a
-	// second delete of the same key would fail the whole transaction.
-	longest := make(map[netip.Addr]time.Duration, len(batch))
-	var order []netip.Addr
-	for _, x := range batch {
-		if t, seen := longest[x.addr]; seen {
-			longest[x.addr] = max(t, x.timeout)
-			continue
+}
+
+// left dumps the set's elements with their expiry.
+func (a *nftAdder) left() (map[netip.Addr]time.Duration, error) {
+	c, err := a.conn()
+	if err != nil {
+		return nil, err
+	}
+	// The key type only matters to the library for elements it sends.
+	es, err := c.GetSetElements(a.nftSet(false))
+	if perr := permission(err); perr != nil {
+		return nil, perr
+	}
+	if err != nil {
+		return nil, err
+	}
+	left := make(map[netip.Addr]time.Duration, len(es))
+	for _, e := range es {
+		addr, ok := netip.AddrFromSlice(e.Key)
+		switch {
+		case !ok:
+		case e.Timeout == 0 && e.Expires == 0:
+			left[addr] = forever // put there without a timeout
+		default:
+			left[addr] = e.Expires
 		}
-		longest[x.addr] = x.timeout
-		order = append(order, x.addr)
 	}
-	elems := make([]nftables.SetElement, 0, len(order))
-	keys := make([]nftables.SetElement, 0, len(order))
-	for _, addr := range order {
-		// A 0 timeout would mean the set's default, or never.
-		elems = append(elems, nftables.SetElement{Key: addr.AsSlice(), Timeout: max(longest[addr], time.Second)})
-		keys = append(keys, nftables.SetElement{Key: addr.AsSlice()})
-	}
-	if err := a.c.SetAddElements(s, elems); err != nil {
+	return left, nil
+}
+
+// put adds the elements in one transaction. Each is added, deleted and
+// added again with its full timeout, so that one already in the set gets
+// its expiry set whatever the kernel does when an existing element is
+// added, and is never in the set twice nor missing from it for an
+// instant.
+func (a *nftAdder) put(elems []element) error {
+	c, err := a.conn()
+	if err != nil {
 		return err
 	}
-	if err := a.c.SetDeleteElements(s, keys); err != nil {
+	s := a.nftSet(elems[0].addr.Is6())
+	es := make([]nftables.SetElement, len(elems))
+	keys := make([]nftables.SetElement, len(elems))
+	for i, e := range elems {
+		es[i] = nftables.SetElement{Key: e.addr.AsSlice(), Timeout: e.timeout}
+		keys[i] = nftables.SetElement{Key: e.addr.AsSlice()}
+	}
+	if err := c.SetAddElements(s, es); err != nil {
 		return err
 	}
-	if err := a.c.SetAddElements(s, elems); err != nil {
+	if err := c.SetDeleteElements(s, keys); err != nil {
 		return err
 	}
-	if err := a.c.Flush(); err != nil {
+	if err := c.SetAddElements(s, es); err != nil {
+		return err
+	}
+	if err := c.Flush(); err != nil {
 		if perr := permission(err); perr != nil {
 			return perr
 		}

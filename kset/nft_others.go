@@ -4,7 +4,9 @@ package kset
 
 import (
 	"fmt"
+	"net/netip"
 	"runtime"
+	"time"
 
 	"github.com/knock-go/knock/config"
 )
@@ -20,4 +22,5 @@ type unimplemented struct{}
 
 func newAdder(use, int) adder { return unimplemented{} }
 
-func (unimplemented) add([]addition) error { return errUnimplemented }
+func (unimplemented) left() (map[netip.Addr]time.Duration, error) { return nil, errUnimplemented }
+func (unimplemented) put([]element) error                         { return errUnimplemented }

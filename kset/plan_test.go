@@ -1,0 +1,97 @@
+package kset
+
+import (
+	"fmt"
+	"net/netip"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/knock-go/knock/config"
+)
+
+func TestPlan(t *testing.T) {
+	a, b, c := netip.MustParseAddr("198.18.0.1"), netip.MustParseAddr("198.18.0.2"), netip.MustParseAddr("198.18.0.3")
+	batch := []addition{
+		{door: "short", addr: a, timeout: 30 * time.Second},
+		{door: "long", addr: a, timeout: time.Hour}, // two doors, one set: the longer wins
+		{door: "short", addr: b, timeout: 30 * time.Second},
+		{door: "short", addr: c, timeout: 0},
+	}
+	left := map[netip.Addr]time.Duration{
+		a: 10 * time.Minute, // less than the hour asked for: raised
+		b: 20 * time.Minute, // more than 30 s: kept
+	}
+	elems, kept := plan(batch, left)
+	want := []element{{a, time.Hour}, {c, time.Second}}
+	if diff := cmp.Diff(want, elems, cmp.AllowUnexported(element{}), cmp.Comparer(func(x, y netip.Addr) bool { return x == y })); diff != "" {
+		t.Errorf("elements (-want +got):\n%s", diff)
+	}
+	if len(kept) != 1 || kept[b] != 20*time.Minute {
+		t.Errorf("kept %v, want %v with 20m", kept, b)
+	}
+}
+
+// fakeSet is a set the worker reads and writes, without a kernel.
+type fakeSet struct {
+	mu   sync.Mutex
+	now  map[netip.Addr]time.Duration
+	puts [][]element
+}
+
+func (f *fakeSet) left() (map[netip.Addr]time.Duration, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	m := make(map[netip.Addr]time.Duration, len(f.now))
+	for k, v := range f.now {
+		m[k] = v
+	}
+	return m, nil
+}
+
+func (f *fakeSet) put(es []element) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.puts = append(f.puts, slices.Clone(es))
+	for _, e := range es {
+		f.now[e.addr] = e.timeout
+	}
+	return nil
+}
+
+// TestNeverShorter: a door with a short Cmd_Timeout sharing a set with a
+// long one never shortens the long one's opening, and says so.
+func TestNeverShorter(t *testing.T) {
+	var (
+		mu    sync.Mutex
+		lines []string
+	)
+	s := &Sets{opts: Options{Logf: func(f string, a ...any) {
+		mu.Lock()
+		defer mu.Unlock()
+		lines = append(lines, fmt.Sprintf(f, a...))
+	}}}
+	f := &fakeSet{now: map[netip.Addr]time.Duration{}}
+	w := &worker{what: "nft set inet knockd ssh4", a: f}
+	long := &config.Door{Name: "long", CmdTimeout: time.Hour}
+	short := &config.Door{Name: "short", CmdTimeout: 10 * time.Second}
+	a := netip.MustParseAddr("198.18.0.2")
+	s.add(w, []addition{{door: long.Name, addr: a, timeout: long.CmdTimeout}})
+	s.add(w, []addition{{door: short.Name, addr: a, timeout: short.CmdTimeout}})
+	if got := f.now[a]; got != time.Hour {
+		t.Errorf("%v has %v left, want 1h", a, got)
+	}
+	if len(f.puts) != 1 {
+		t.Errorf("puts %v, want only the first", f.puts)
+	}
+	want := []string{
+		"long: adding 198.18.0.2 to nft set inet knockd ssh4 for 3600 s",
+		"short: 198.18.0.2 stays in nft set inet knockd ssh4 for the 3600 s it has left, longer than 10 s",
+	}
+	if diff := cmp.Diff(want, lines); diff != "" {
+		t.Errorf("log lines (-want +got):\n%s", diff)
+	}
+}
