@@ -4,9 +4,11 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"syscall"
 	"time"
 
 	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netlink/nl"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 )
@@ -51,6 +53,7 @@ type ipsetAdder struct {
 	name    string
 	netnsFd int
 	h       *netlink.Handle
+	sock    *nl.SocketHandle // for the requests of many entries
 }
 
 func (a *ipsetAdder) handle() (*netlink.Handle, error) {
@@ -92,12 +95,79 @@ func (a *ipsetAdder) left() (map[netip.Addr]time.Duration, error) {
 	return left, nil
 }
 
+// put adds the elements in requests of up to ipsetPerMsg entries each:
+// the kernel takes several entries in one message when they are nested
+// in IPSET_ATTR_ADT (as ipset restore sends them), which
+// vishvananda/netlink's IpsetAdd does not do, so the request is built
+// from the library's netlink pieces. If a request fails, the kernel has
+// stopped at the entry it could not add; its entries are then added one
+// by one, so that each failure is reported and the others still land.
 func (a *ipsetAdder) put(elems []element) error {
+	for len(elems) > 0 {
+		n := min(len(elems), ipsetPerMsg)
+		if err := a.putMsg(elems[:n]); err != nil {
+			if perr := permission(err); perr != nil {
+				return perr
+			}
+			if err := a.putEach(elems[:n]); err != nil {
+				return err
+			}
+		}
+		elems = elems[n:]
+	}
+	return nil
+}
+
+// ipsetPerMsg keeps a request's IPSET_ATTR_ADT under the 64 KiB that a
+// netlink attribute's length can say (an IPv6 entry takes 36 bytes).
+const ipsetPerMsg = 1024
+
+func (a *ipsetAdder) putMsg(elems []element) error {
+	if a.sock == nil {
+		ns := netns.None()
+		if a.netnsFd != 0 {
+			ns = netns.NsHandle(a.netnsFd)
+		}
+		sock, err := nl.GetNetlinkSocketAt(ns, netns.None(), unix.NETLINK_NETFILTER)
+		if err != nil {
+			return fmt.Errorf("opening netlink: %w", err)
+		}
+		a.sock = &nl.SocketHandle{Socket: sock}
+	}
+	req := &nl.NetlinkRequest{
+		NlMsghdr: unix.NlMsghdr{
+			Len:   unix.SizeofNlMsghdr,
+			Type:  uint16(nl.IPSET_CMD_ADD | unix.NFNL_SUBSYS_IPSET<<8),
+			Flags: unix.NLM_F_REQUEST | unix.NLM_F_ACK, // no NLM_F_EXCL: an entry there gets the new timeout
+		},
+		Sockets: map[int]*nl.SocketHandle{unix.NETLINK_NETFILTER: a.sock},
+	}
+	req.AddData(&nl.Nfgenmsg{NfgenFamily: unix.AF_NETLINK, Version: nl.NFNETLINK_V0})
+	req.AddData(nl.NewRtAttr(nl.IPSET_ATTR_PROTOCOL, nl.Uint8Attr(nl.IPSET_PROTOCOL)))
+	req.AddData(nl.NewRtAttr(nl.IPSET_ATTR_SETNAME, nl.ZeroTerminated(a.name)))
+	adt := nl.NewRtAttr(nl.IPSET_ATTR_ADT|unix.NLA_F_NESTED, nil)
+	for _, e := range elems {
+		data := nl.NewRtAttr(nl.IPSET_ATTR_DATA|unix.NLA_F_NESTED, nil)
+		data.AddChild(&nl.Uint32Attribute{Type: nl.IPSET_ATTR_TIMEOUT | nl.NLA_F_NET_BYTEORDER, Value: uint32(e.timeout / time.Second)})
+		typ := nl.IPSET_ATTR_IPADDR_IPV4
+		if e.addr.Is6() {
+			typ = nl.IPSET_ATTR_IPADDR_IPV6
+		}
+		ip := nl.NewRtAttr(typ|int(nl.NLA_F_NET_BYTEORDER), e.addr.AsSlice())
+		data.AddChild(nl.NewRtAttr(nl.IPSET_ATTR_IP|unix.NLA_F_NESTED, ip.Serialize()))
+		adt.AddChild(data)
+	}
+	req.AddData(adt)
+	_, err := req.Execute(unix.NETLINK_NETFILTER, 0)
+	return err
+}
+
+func (a *ipsetAdder) putEach(elems []element) error {
 	h, err := a.handle()
 	if err != nil {
 		return err
 	}
-	var errs []error
+	errs := elemErrors{}
 	for _, e := range elems {
 		secs := uint32(e.timeout / time.Second)
 		err := h.IpsetAdd(a.name, &netlink.IPSetEntry{IP: e.addr.AsSlice(), Timeout: &secs, Replace: true})
@@ -105,8 +175,21 @@ func (a *ipsetAdder) put(elems []element) error {
 			if perr := permission(err); perr != nil {
 				return perr
 			}
-			errs = append(errs, fmt.Errorf("%s: %w", e.addr, err))
+			errs[e.addr] = ipsetError(err)
 		}
 	}
-	return errors.Join(errs...)
+	if len(errs) > 0 {
+		return errs
+	}
+	return nil
+}
+
+// ipsetError names the errors of hash:ip the library leaves as numbers.
+func ipsetError(err error) error {
+	var ie nl.IPSetError
+	var en syscall.Errno
+	if (errors.As(err, &ie) && int(ie) == nl.IPSET_ERR_TYPE_SPECIFIC) || (errors.As(err, &en) && int(en) == nl.IPSET_ERR_TYPE_SPECIFIC) {
+		return errors.New("the ipset is full: create it again with a larger maxelem")
+	}
+	return err
 }

@@ -44,6 +44,12 @@ type Sets struct {
 	closed  bool
 	wg      sync.WaitGroup
 	dropped atomic.Uint64
+
+	// The additions not made for a full queue since the last line that
+	// said so, and that line's time: one line a second at most.
+	overMu   sync.Mutex
+	overN    uint64
+	overLast time.Time
 }
 
 // addition is one knocker to add to a set.
@@ -67,6 +73,17 @@ type adder interface {
 	// put adds each element with its timeout, replacing the timeout of
 	// one that is there already, never adding it twice.
 	put([]element) error
+}
+
+// elemErrors is put's error when some elements could not be put and the
+// others were.
+type elemErrors map[netip.Addr]error
+
+func (e elemErrors) Error() string {
+	for a, err := range e {
+		return fmt.Sprintf("%s and %d more: %v", a, len(e)-1, err)
+	}
+	return "no error"
 }
 
 // forever is the time left of an element that never expires.
@@ -227,9 +244,24 @@ func (s *Sets) Open(d *config.Door, src netip.Addr, label string, now time.Time)
 		case w.q <- addition{door: d.Name, label: label, addr: src, timeout: d.CmdTimeout}:
 		default:
 			s.dropped.Add(1)
-			s.opts.Logf("%s: error: too many additions waiting for %s: %s not added", d.Name, w.what, src)
+			s.overflow(d.Name, w, src, now)
 		}
 	}
+}
+
+// overflow logs that src was not added for a full queue, at most once a
+// second, counting what it did not log.
+func (s *Sets) overflow(door string, w *worker, src netip.Addr, now time.Time) {
+	s.overMu.Lock()
+	defer s.overMu.Unlock()
+	s.overN++
+	if !s.overLast.IsZero() && now.Sub(s.overLast) < time.Second && now.After(s.overLast) {
+		return
+	}
+	s.opts.Logf("%s: error: %d additions already waiting for %s, which is not keeping up: %s not added (%d not added since the last such line)",
+		door, cap(w.q), w.what, src, s.overN)
+	s.overN = 0
+	s.overLast = now
 }
 
 // Dropped counts the additions not made because a queue was full or the
@@ -247,6 +279,12 @@ func (s *Sets) Close(ctx context.Context) error {
 		}
 	}
 	s.mu.Unlock()
+	s.overMu.Lock()
+	if s.overN > 0 {
+		s.opts.Logf("kset: %d more additions not added for full queues since the last line that said so", s.overN)
+		s.overN = 0
+	}
+	s.overMu.Unlock()
 	done := make(chan struct{})
 	go func() {
 		s.wg.Wait()
@@ -310,8 +348,15 @@ func (s *Sets) add(w *worker, batch []addition) {
 		return
 	}
 	if err := w.a.put(elems); err != nil {
+		var some elemErrors
+		errors.As(err, &some)
 		for _, x := range batch {
-			if _, ok := kept[x.addr]; !ok {
+			if _, ok := kept[x.addr]; ok {
+				continue
+			}
+			if some == nil {
+				s.opts.Logf("%s: error: could not add %s to %s: %v", x.door, x.addr, w.what, err)
+			} else if err := some[x.addr]; err != nil {
 				s.opts.Logf("%s: error: could not add %s to %s: %v", x.door, x.addr, w.what, err)
 			}
 		}

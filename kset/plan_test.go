@@ -95,3 +95,30 @@ func TestNeverShorter(t *testing.T) {
 		t.Errorf("log lines (-want +got):\n%s", diff)
 	}
 }
+
+// TestOverflow: additions beyond a full queue are dropped, never
+// blocking Open, with one line a second that counts them.
+func TestOverflow(t *testing.T) {
+	var lines []string
+	s := &Sets{opts: Options{Logf: func(f string, a ...any) { lines = append(lines, fmt.Sprintf(f, a...)) }}, workers: map[string]*worker{}}
+	w := &worker{what: "nft set inet knockd ssh4", q: make(chan addition, 2)}
+	s.workers[w.what] = w
+	d := &config.Door{Name: "ssh", CmdTimeout: time.Minute, NFTSet: config.NFTSet{Family: "inet", Table: "knockd", Name: "ssh4"}}
+	t0 := time.Now()
+	a := netip.MustParseAddr("198.18.0.0")
+	for i := range 10 {
+		a = a.Next()
+		s.Open(d, a, "", t0.Add(time.Duration(i)*time.Millisecond))
+	}
+	s.Open(d, a.Next(), "", t0.Add(2*time.Second))
+	want := []string{
+		"ssh: error: 2 additions already waiting for nft set inet knockd ssh4, which is not keeping up: 198.18.0.3 not added (1 not added since the last such line)",
+		"ssh: error: 2 additions already waiting for nft set inet knockd ssh4, which is not keeping up: 198.18.0.11 not added (8 not added since the last such line)",
+	}
+	if diff := cmp.Diff(want, lines); diff != "" {
+		t.Errorf("log lines (-want +got):\n%s", diff)
+	}
+	if s.Dropped() != 9 || len(w.q) != 2 {
+		t.Errorf("%d dropped, %d queued: want 9 and 2", s.Dropped(), len(w.q))
+	}
+}
