@@ -64,7 +64,22 @@ type worker struct {
 	what string // how log lines name the set
 	q    chan addition
 	a    adder
+
+	// known is when each element the worker has read or put expires
+	// (farFuture: never), so that a batch costs no read of the set: a
+	// read costs a few microseconds per element in the set, which a set
+	// of thousands would add to every knock. It is read from the kernel
+	// (seeded) at the worker's first batch, after a failed put, and
+	// after a reload (reseed), which picks up elements that another
+	// program changed meanwhile. Only the worker's goroutine uses it.
+	known   map[netip.Addr]time.Time
+	seeded  bool
+	reseed  atomic.Bool
+	pruneAt int
 }
+
+// farFuture is the expiry of an element without a timeout.
+var farFuture = time.Unix(1<<62, 0)
 
 // adder reads and writes one set.
 type adder interface {
@@ -93,6 +108,9 @@ const forever = time.Duration(1<<63 - 1)
 type element struct {
 	addr    netip.Addr
 	timeout time.Duration
+	// present is whether the element is known to be in the set, whose
+	// timeout must then be replaced, where a new one is only added.
+	present bool
 }
 
 // SetError is a set that a door names and that cannot be used as it is.
@@ -212,6 +230,11 @@ func (s *Sets) Update(doors []*config.Door) error {
 	if s.closed {
 		return errors.New("kset: closed")
 	}
+	for _, w := range s.workers {
+		// Another program may have changed the sets since they were
+		// read.
+		w.reseed.Store(true)
+	}
 	for _, u := range us {
 		if s.workers[u.what()] != nil {
 			continue
@@ -322,45 +345,85 @@ func (s *Sets) run(w *worker) {
 // add adds a batch to w's set. A knocker already in the set with more
 // time left than asked for keeps it: an opening never gets shorter, even
 // when doors that share the set have different Cmd_Timeouts, or an
-// earlier run gave a longer one.
+// earlier run or a hand gave a longer one.
 func (s *Sets) add(w *worker, batch []addition) {
-	left, err := w.a.left()
-	if err != nil {
-		// Adding blind could shorten an opening: fail closed.
-		for _, x := range batch {
-			s.opts.Logf("%s: error: could not read %s, so %s is not added: %v", x.door, w.what, x.addr, err)
+	now := time.Now()
+	if w.reseed.Swap(false) || !w.seeded {
+		left, err := w.a.left()
+		if err != nil {
+			// Adding blind could shorten an opening: fail closed.
+			for _, x := range batch {
+				s.opts.Logf("%s: error: could not read %s, so %s is not added: %v", x.door, w.what, x.addr, err)
+			}
+			return
 		}
-		return
+		w.known = make(map[netip.Addr]time.Time, len(left))
+		for a, l := range left {
+			w.known[a] = expiry(now, l)
+		}
+		w.seeded, w.pruneAt = true, 2*len(w.known)+1024
+	}
+	left := make(map[netip.Addr]time.Duration, len(batch))
+	for _, x := range batch {
+		if t, ok := w.known[x.addr]; ok && t.After(now) {
+			left[x.addr] = forever
+			if t != farFuture {
+				left[x.addr] = t.Sub(now)
+			}
+		}
 	}
 	elems, kept := plan(batch, left)
+	for i, e := range elems {
+		_, elems[i].present = left[e.addr]
+	}
+	var err error
+	if len(elems) > 0 {
+		err = w.a.put(elems)
+	}
+	var some elemErrors
+	if err != nil && !errors.As(err, &some) {
+		// What the kernel holds now is not known.
+		w.seeded = false
+	}
+	for _, e := range elems {
+		if err == nil || (some != nil && some[e.addr] == nil) {
+			w.known[e.addr] = now.Add(e.timeout)
+		}
+	}
+	if len(w.known) > w.pruneAt {
+		for a, t := range w.known {
+			if !t.After(now) {
+				delete(w.known, a)
+			}
+		}
+		w.pruneAt = 2*len(w.known) + 1024
+	}
 	for _, x := range batch {
 		if l, ok := kept[x.addr]; ok {
 			if l == forever {
 				s.opts.Logf("%s: %s stays in %s without a timeout, as it was", x.door, x.addr, w.what)
 			} else {
-				s.opts.Logf("%s: %s stays in %s for the %d s it has left, longer than %d s", x.door, x.addr, w.what, int64(l/time.Second), int64(x.timeout/time.Second))
+				s.opts.Logf("%s: %s stays in %s for the %d s it has left, longer than %d s", x.door, x.addr, w.what, int64(l.Round(time.Second)/time.Second), int64(x.timeout/time.Second))
 			}
 			continue
 		}
 		s.opts.Logf("%s: adding %s to %s for %d s", x.door, x.addr, w.what, int64(x.timeout/time.Second))
-	}
-	if len(elems) == 0 {
-		return
-	}
-	if err := w.a.put(elems); err != nil {
-		var some elemErrors
-		errors.As(err, &some)
-		for _, x := range batch {
-			if _, ok := kept[x.addr]; ok {
-				continue
-			}
-			if some == nil {
-				s.opts.Logf("%s: error: could not add %s to %s: %v", x.door, x.addr, w.what, err)
-			} else if err := some[x.addr]; err != nil {
-				s.opts.Logf("%s: error: could not add %s to %s: %v", x.door, x.addr, w.what, err)
-			}
+		switch {
+		case err == nil:
+		case some == nil:
+			s.opts.Logf("%s: error: could not add %s to %s: %v", x.door, x.addr, w.what, err)
+		case some[x.addr] != nil:
+			s.opts.Logf("%s: error: could not add %s to %s: %v", x.door, x.addr, w.what, some[x.addr])
 		}
 	}
+}
+
+// expiry is when an element with l left at now expires.
+func expiry(now time.Time, l time.Duration) time.Time {
+	if l == forever {
+		return farFuture
+	}
+	return now.Add(l)
 }
 
 // plan returns the elements to put for batch: one per address, with the

@@ -137,31 +137,38 @@ func (a *nftAdder) left() (map[netip.Addr]time.Duration, error) {
 	return left, nil
 }
 
-// put adds the elements in one transaction. Each is added, deleted and
-// added again with its full timeout, so that one already in the set gets
-// its expiry set whatever the kernel does when an existing element is
-// added, and is never in the set twice nor missing from it for an
-// instant.
+// put adds the elements in one transaction. Those already in the set
+// are added, deleted and added again with their full timeout, so that
+// their expiry is set whatever the kernel does when an existing element
+// is added, and so that they are never in the set twice nor missing from
+// it for an instant; the others are only added (which, for one another
+// program put there meanwhile, keeps its own timeout).
 func (a *nftAdder) put(elems []element) error {
 	c, err := a.conn()
 	if err != nil {
 		return err
 	}
 	s := a.nftSet(elems[0].addr.Is6())
-	es := make([]nftables.SetElement, len(elems))
-	keys := make([]nftables.SetElement, len(elems))
-	for i, e := range elems {
-		es[i] = nftables.SetElement{Key: e.addr.AsSlice(), Timeout: e.timeout}
-		keys[i] = nftables.SetElement{Key: e.addr.AsSlice()}
+	es := make([]nftables.SetElement, 0, len(elems))
+	var again, keys []nftables.SetElement
+	for _, e := range elems {
+		el := nftables.SetElement{Key: e.addr.AsSlice(), Timeout: e.timeout}
+		es = append(es, el)
+		if e.present {
+			again = append(again, el)
+			keys = append(keys, nftables.SetElement{Key: e.addr.AsSlice()})
+		}
 	}
 	if err := c.SetAddElements(s, es); err != nil {
 		return err
 	}
-	if err := c.SetDeleteElements(s, keys); err != nil {
-		return err
-	}
-	if err := c.SetAddElements(s, es); err != nil {
-		return err
+	if len(keys) > 0 {
+		if err := c.SetDeleteElements(s, keys); err != nil {
+			return err
+		}
+		if err := c.SetAddElements(s, again); err != nil {
+			return err
+		}
 	}
 	if err := c.Flush(); err != nil {
 		if perr := permission(err); perr != nil {

@@ -26,7 +26,7 @@ func TestPlan(t *testing.T) {
 		b: 20 * time.Minute, // more than 30 s: kept
 	}
 	elems, kept := plan(batch, left)
-	want := []element{{a, time.Hour}, {c, time.Second}}
+	want := []element{{addr: a, timeout: time.Hour}, {addr: c, timeout: time.Second}}
 	if diff := cmp.Diff(want, elems, cmp.AllowUnexported(element{}), cmp.Comparer(func(x, y netip.Addr) bool { return x == y })); diff != "" {
 		t.Errorf("elements (-want +got):\n%s", diff)
 	}
@@ -120,5 +120,31 @@ func TestOverflow(t *testing.T) {
 	}
 	if s.Dropped() != 9 || len(w.q) != 2 {
 		t.Errorf("%d dropped, %d queued: want 9 and 2", s.Dropped(), len(w.q))
+	}
+}
+
+// TestReloadRereads: what another program put in the set after the
+// worker read it is seen after a reload, and never shortened then.
+func TestReloadRereads(t *testing.T) {
+	var lines []string
+	s := &Sets{opts: Options{Kernel: lab, Logf: func(f string, a ...any) { lines = append(lines, fmt.Sprintf(f, a...)) }}, workers: map[string]*worker{}}
+	f := &fakeSet{now: map[netip.Addr]time.Duration{}}
+	w := &worker{what: "nft set inet knockd ssh4", a: f}
+	s.workers[w.what] = w
+	d := &config.Door{Name: "ssh", CmdTimeout: 30 * time.Second, NFTSet: nft("inet", "knockd", "ssh4")}
+	a, b := netip.MustParseAddr("198.18.0.2"), netip.MustParseAddr("198.18.0.3")
+	s.add(w, []addition{{door: d.Name, addr: a, timeout: d.CmdTimeout}})
+	f.mu.Lock()
+	f.now[b] = 2 * time.Hour // by hand, after the worker read the set
+	f.mu.Unlock()
+	if err := s.Update([]*config.Door{d}); err != nil {
+		t.Fatal(err)
+	}
+	s.add(w, []addition{{door: d.Name, addr: b, timeout: d.CmdTimeout}})
+	if got := f.now[b]; got != 2*time.Hour {
+		t.Errorf("%v has %v, want the 2h put there by hand", b, got)
+	}
+	if want := "ssh: 198.18.0.3 stays in nft set inet knockd ssh4 for the 7200 s it has left, longer than 30 s"; !slices.Contains(lines, want) {
+		t.Errorf("log %q: want %q", lines, want)
 	}
 }
