@@ -310,3 +310,57 @@ func TestIPSetDoor(t *testing.T) {
 		t.Errorf("errors in the output:\n%s", d.output())
 	}
 }
+
+// TestSetsOutsideCommandLimits: a door with a start command and a set,
+// MaxCommands = 1 and a command that holds its slot: every knocker is in
+// the set at once, whatever the command runner queues or refuses.
+func TestSetsOutsideCommandLimits(t *testing.T) {
+	t.Parallel()
+	l := newNFTLab(t)
+	conf := filepath.Join(l.dir, "knockd.conf")
+	writeFile(t, conf, `[options]
+	MaxCommands = 1
+[crowd]
+	sequence      = 7000:udp
+	seq_timeout   = 5
+	cmd_timeout   = 60
+	start_command = sleep 5
+	NFT_Set       = inet knockd ssh4
+	NFT_Set_6     = inet knockd ssh6
+`)
+	argv := []string{knockdBin, "-c", conf, "-i", l.veth.A.Dev, "-v", "--backend", "raw", "--state-dir", filepath.Join(l.dir, "state")}
+	d := startIn(t, l.srv, l.dir, "listening on", argv...)
+	const n = 20
+	// One datagram from each of n addresses of the client's.
+	for i := range n {
+		l.cli.IP(t, "addr", "add", fmt.Sprintf("198.18.5.%d/32", i+1), "dev", l.veth.B.Dev)
+	}
+	err := l.cli.Do(func() error {
+		for i := range n {
+			c, err := net.DialUDP("udp4", &net.UDPAddr{IP: net.IPv4(198, 18, 5, byte(i+1))}, &net.UDPAddr{IP: l.veth.A.Addr.AsSlice(), Port: 7000})
+			if err != nil {
+				return err
+			}
+			_, err = c.Write([]byte("knock"))
+			c.Close()
+			if err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range n {
+		waitOutput(t, d, fmt.Sprintf("crowd: adding 198.18.5.%d to nft set inet knockd ssh4 for 60 s", i+1), 1)
+	}
+	for i := range n {
+		if _, ok := expires(t, l, "ssh4", fmt.Sprintf("198.18.5.%d", i+1)); !ok {
+			t.Errorf("198.18.5.%d is not in the set", i+1)
+		}
+	}
+	if got := strings.Count(d.output(), "crowd: running command: sleep 5"); got >= n {
+		t.Errorf("%d start commands ran, want fewer than %d (MaxCommands = 1, each holding its slot for 5 s)", got, n)
+	}
+}
