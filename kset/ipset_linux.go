@@ -47,8 +47,7 @@ func (k netKernel) IPSet(name string) (SetInfo, error) {
 	return info, nil
 }
 
-// ipsetAdder adds to one ipset. An entry already there gets the new
-// timeout (no NLM_F_EXCL, as ipset -exist).
+// ipsetAdder adds to one ipset.
 type ipsetAdder struct {
 	name    string
 	netnsFd int
@@ -99,21 +98,42 @@ func (a *ipsetAdder) left() (map[netip.Addr]time.Duration, error) {
 // the kernel takes several entries in one message when they are nested
 // in IPSET_ATTR_ADT (as ipset restore sends them), which
 // vishvananda/netlink's IpsetAdd does not do, so the request is built
-// from the library's netlink pieces. If a request fails, the kernel has
-// stopped at the entry it could not add; its entries are then added one
-// by one, so that each failure is reported and the others still land.
+// from the library's netlink pieces. The elements known to be there get
+// their new timeout (no NLM_F_EXCL, as ipset -exist); the others are
+// added with NLM_F_EXCL, so that one another program put there meanwhile
+// is refused (errPresent) rather than given a shorter timeout. If a
+// request fails, the kernel has stopped at the entry it could not add;
+// that request's entries are then added one by one, so that each
+// failure is named and the others still land.
 func (a *ipsetAdder) put(elems []element) error {
-	for len(elems) > 0 {
-		n := min(len(elems), ipsetPerMsg)
-		if err := a.putMsg(elems[:n]); err != nil {
-			if perr := permission(err); perr != nil {
-				return perr
-			}
-			if err := a.putEach(elems[:n]); err != nil {
-				return err
-			}
+	var present, fresh []element
+	for _, e := range elems {
+		if e.present {
+			present = append(present, e)
+		} else {
+			fresh = append(fresh, e)
 		}
-		elems = elems[n:]
+	}
+	errs := elemErrors{}
+	for _, part := range []struct {
+		elems []element
+		excl  bool
+	}{{present, false}, {fresh, true}} {
+		for es := part.elems; len(es) > 0; {
+			n := min(len(es), ipsetPerMsg)
+			if err := a.putMsg(es[:n], part.excl); err != nil {
+				if perr := permission(err); perr != nil {
+					return perr
+				}
+				if err := a.putEach(es[:n], part.excl, errs); err != nil {
+					return err
+				}
+			}
+			es = es[n:]
+		}
+	}
+	if len(errs) > 0 {
+		return errs
 	}
 	return nil
 }
@@ -122,7 +142,7 @@ func (a *ipsetAdder) put(elems []element) error {
 // netlink attribute's length can say (an IPv6 entry takes 36 bytes).
 const ipsetPerMsg = 1024
 
-func (a *ipsetAdder) putMsg(elems []element) error {
+func (a *ipsetAdder) putMsg(elems []element, excl bool) error {
 	if a.sock == nil {
 		ns := netns.None()
 		if a.netnsFd != 0 {
@@ -134,11 +154,15 @@ func (a *ipsetAdder) putMsg(elems []element) error {
 		}
 		a.sock = &nl.SocketHandle{Socket: sock}
 	}
+	flags := uint16(unix.NLM_F_REQUEST | unix.NLM_F_ACK)
+	if excl {
+		flags |= unix.NLM_F_EXCL
+	}
 	req := &nl.NetlinkRequest{
 		NlMsghdr: unix.NlMsghdr{
 			Len:   unix.SizeofNlMsghdr,
 			Type:  uint16(nl.IPSET_CMD_ADD | unix.NFNL_SUBSYS_IPSET<<8),
-			Flags: unix.NLM_F_REQUEST | unix.NLM_F_ACK, // no NLM_F_EXCL: an entry there gets the new timeout
+			Flags: flags,
 		},
 		Sockets: map[int]*nl.SocketHandle{unix.NETLINK_NETFILTER: a.sock},
 	}
@@ -162,24 +186,21 @@ func (a *ipsetAdder) putMsg(elems []element) error {
 	return err
 }
 
-func (a *ipsetAdder) putEach(elems []element) error {
+// putEach adds the elements one a request, noting each failure in errs.
+func (a *ipsetAdder) putEach(elems []element, excl bool, errs elemErrors) error {
 	h, err := a.handle()
 	if err != nil {
 		return err
 	}
-	errs := elemErrors{}
 	for _, e := range elems {
 		secs := uint32(e.timeout / time.Second)
-		err := h.IpsetAdd(a.name, &netlink.IPSetEntry{IP: e.addr.AsSlice(), Timeout: &secs, Replace: true})
+		err := h.IpsetAdd(a.name, &netlink.IPSetEntry{IP: e.addr.AsSlice(), Timeout: &secs, Replace: !excl})
 		if err != nil {
 			if perr := permission(err); perr != nil {
 				return perr
 			}
 			errs[e.addr] = ipsetError(err)
 		}
-	}
-	if len(errs) > 0 {
-		return errs
 	}
 	return nil
 }
@@ -188,6 +209,9 @@ func (a *ipsetAdder) putEach(elems []element) error {
 func ipsetError(err error) error {
 	var ie nl.IPSetError
 	var en syscall.Errno
+	if (errors.As(err, &ie) && int(ie) == nl.IPSET_ERR_EXIST) || (errors.As(err, &en) && int(en) == nl.IPSET_ERR_EXIST) {
+		return errPresent
+	}
 	if (errors.As(err, &ie) && int(ie) == nl.IPSET_ERR_TYPE_SPECIFIC) || (errors.As(err, &en) && int(en) == nl.IPSET_ERR_TYPE_SPECIFIC) {
 		return errors.New("the ipset is full: create it again with a larger maxelem")
 	}

@@ -173,3 +173,34 @@ func TestIPSetCrowd(t *testing.T) {
 		t.Errorf("small4:\n%s\nerrors %q: want 5 entries and 3 errors", out, errors)
 	}
 }
+
+// TestIPSetForeignEntry: an entry another program adds, with a longer
+// timeout, while the Sets run is never shortened by a knock.
+func TestIPSetForeignEntry(t *testing.T) {
+	if _, err := exec.LookPath("ipset"); err != nil {
+		t.Skip("ipset is not installed (CI installs it)")
+	}
+	n, fd := labNetns(t)
+	n.Run(t, "ipset", "create", "knock4", "hash:ip", "family", "inet", "timeout", "60")
+	d := &config.Door{Name: "ssh", CmdTimeout: 30 * time.Second, IPSet: "knock4"}
+	s, err := New([]*config.Door{d}, Options{NetNSFd: fd})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close(context.Background())
+	s.Open(d, netip.MustParseAddr("198.18.0.2"), "", time.Now())
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		if _, ok := ipsetTimeout(t, n, "knock4", "198.18.0.2"); ok {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("198.18.0.2 not added")
+		}
+	}
+	n.Run(t, "ipset", "add", "knock4", "198.18.0.9", "timeout", "7200")
+	s.Open(d, netip.MustParseAddr("198.18.0.9"), "", time.Now())
+	s.Close(context.Background())
+	if left, ok := ipsetTimeout(t, n, "knock4", "198.18.0.9"); !ok || left < 7100 {
+		t.Errorf("198.18.0.9 has %d s left (present %v): want the 7200 s it was given by hand", left, ok)
+	}
+}

@@ -90,6 +90,11 @@ type adder interface {
 	put([]element) error
 }
 
+// errPresent is put's error for an element it was told is new and that
+// the set holds already (an ipset says so; an nftables add leaves such an
+// element as it is).
+var errPresent = errors.New("already in the set")
+
 // elemErrors is put's error when some elements could not be put and the
 // others were.
 type elemErrors map[netip.Addr]error
@@ -347,22 +352,81 @@ func (s *Sets) run(w *worker) {
 // when doors that share the set have different Cmd_Timeouts, or an
 // earlier run or a hand gave a longer one.
 func (s *Sets) add(w *worker, batch []addition) {
-	now := time.Now()
-	if w.reseed.Swap(false) || !w.seeded {
-		left, err := w.a.left()
-		if err != nil {
-			// Adding blind could shorten an opening: fail closed.
-			for _, x := range batch {
-				s.opts.Logf("%s: error: could not read %s, so %s is not added: %v", x.door, w.what, x.addr, err)
-			}
+	if w.reseed.Swap(false) {
+		w.seeded = false
+	}
+	if !s.seed(w, batch) {
+		return
+	}
+	kept, results := s.try(w, batch)
+	// Elements another program put in an ipset since it was read (the
+	// kernel says so): read it again, and try those once more.
+	var again []addition
+	for _, x := range batch {
+		if errors.Is(results[x.addr], errPresent) {
+			again = append(again, x)
+		}
+	}
+	if len(again) > 0 {
+		w.seeded = false
+		if !s.seed(w, again) {
 			return
 		}
-		w.known = make(map[netip.Addr]time.Time, len(left))
-		for a, l := range left {
-			w.known[a] = expiry(now, l)
+		k, r := s.try(w, again)
+		for _, x := range again {
+			delete(results, x.addr)
+			if l, ok := k[x.addr]; ok {
+				kept[x.addr] = l
+			} else {
+				results[x.addr] = r[x.addr]
+			}
 		}
-		w.seeded, w.pruneAt = true, 2*len(w.known)+1024
 	}
+	for _, x := range batch {
+		if l, ok := kept[x.addr]; ok {
+			if l == forever {
+				s.opts.Logf("%s: %s stays in %s without a timeout, as it was", x.door, x.addr, w.what)
+			} else {
+				s.opts.Logf("%s: %s stays in %s for the %d s it has left, longer than %d s", x.door, x.addr, w.what, int64(l.Round(time.Second)/time.Second), int64(x.timeout/time.Second))
+			}
+			continue
+		}
+		s.opts.Logf("%s: adding %s to %s for %d s", x.door, x.addr, w.what, int64(x.timeout/time.Second))
+		if err := results[x.addr]; err != nil {
+			s.opts.Logf("%s: error: could not add %s to %s: %v", x.door, x.addr, w.what, err)
+		}
+	}
+}
+
+// seed reads the set's expiries into w.known unless w has them. It
+// reports whether w has them; if not, it has logged why batch is not
+// added.
+func (s *Sets) seed(w *worker, batch []addition) bool {
+	if w.seeded {
+		return true
+	}
+	now := time.Now()
+	left, err := w.a.left()
+	if err != nil {
+		// Adding blind could shorten an opening: fail closed.
+		for _, x := range batch {
+			s.opts.Logf("%s: error: could not read %s, so %s is not added: %v", x.door, w.what, x.addr, err)
+		}
+		return false
+	}
+	w.known = make(map[netip.Addr]time.Time, len(left))
+	for a, l := range left {
+		w.known[a] = expiry(now, l)
+	}
+	w.seeded, w.pruneAt = true, 2*len(w.known)+1024
+	return true
+}
+
+// try puts batch's elements as w.known says they need, and remembers
+// what it put. It returns the addresses kept as they were, with their
+// time left, and the error of each address put that failed.
+func (s *Sets) try(w *worker, batch []addition) (kept map[netip.Addr]time.Duration, failed map[netip.Addr]error) {
+	now := time.Now()
 	left := make(map[netip.Addr]time.Duration, len(batch))
 	for _, x := range batch {
 		if t, ok := w.known[x.addr]; ok && t.After(now) {
@@ -385,8 +449,16 @@ func (s *Sets) add(w *worker, batch []addition) {
 		// What the kernel holds now is not known.
 		w.seeded = false
 	}
+	failed = map[netip.Addr]error{}
 	for _, e := range elems {
-		if err == nil || (some != nil && some[e.addr] == nil) {
+		switch {
+		case err == nil:
+		case some == nil:
+			failed[e.addr] = err
+		case some[e.addr] != nil:
+			failed[e.addr] = some[e.addr]
+		}
+		if failed[e.addr] == nil {
 			w.known[e.addr] = now.Add(e.timeout)
 		}
 	}
@@ -398,24 +470,7 @@ func (s *Sets) add(w *worker, batch []addition) {
 		}
 		w.pruneAt = 2*len(w.known) + 1024
 	}
-	for _, x := range batch {
-		if l, ok := kept[x.addr]; ok {
-			if l == forever {
-				s.opts.Logf("%s: %s stays in %s without a timeout, as it was", x.door, x.addr, w.what)
-			} else {
-				s.opts.Logf("%s: %s stays in %s for the %d s it has left, longer than %d s", x.door, x.addr, w.what, int64(l.Round(time.Second)/time.Second), int64(x.timeout/time.Second))
-			}
-			continue
-		}
-		s.opts.Logf("%s: adding %s to %s for %d s", x.door, x.addr, w.what, int64(x.timeout/time.Second))
-		switch {
-		case err == nil:
-		case some == nil:
-			s.opts.Logf("%s: error: could not add %s to %s: %v", x.door, x.addr, w.what, err)
-		case some[x.addr] != nil:
-			s.opts.Logf("%s: error: could not add %s to %s: %v", x.door, x.addr, w.what, some[x.addr])
-		}
-	}
+	return kept, failed
 }
 
 // expiry is when an element with l left at now expires.

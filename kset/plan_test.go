@@ -40,11 +40,15 @@ type fakeSet struct {
 	mu   sync.Mutex
 	now  map[netip.Addr]time.Duration
 	puts [][]element
+	// excl makes it refuse, as an ipset does, a new element it holds.
+	excl  bool
+	reads int
 }
 
 func (f *fakeSet) left() (map[netip.Addr]time.Duration, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	f.reads++
 	m := make(map[netip.Addr]time.Duration, len(f.now))
 	for k, v := range f.now {
 		m[k] = v
@@ -56,8 +60,16 @@ func (f *fakeSet) put(es []element) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.puts = append(f.puts, slices.Clone(es))
+	errs := elemErrors{}
 	for _, e := range es {
+		if _, ok := f.now[e.addr]; ok && f.excl && !e.present {
+			errs[e.addr] = errPresent
+			continue
+		}
 		f.now[e.addr] = e.timeout
+	}
+	if len(errs) > 0 {
+		return errs
 	}
 	return nil
 }
@@ -146,5 +158,35 @@ func TestReloadRereads(t *testing.T) {
 	}
 	if want := "ssh: 198.18.0.3 stays in nft set inet knockd ssh4 for the 7200 s it has left, longer than 30 s"; !slices.Contains(lines, want) {
 		t.Errorf("log %q: want %q", lines, want)
+	}
+}
+
+// TestPresentRereads: an element another program put in an ipset after
+// the worker read it is refused as present; the worker reads the set
+// again and keeps the element's longer time.
+func TestPresentRereads(t *testing.T) {
+	var lines []string
+	s := &Sets{opts: Options{Logf: func(f string, a ...any) { lines = append(lines, fmt.Sprintf(f, a...)) }}}
+	f := &fakeSet{now: map[netip.Addr]time.Duration{}, excl: true}
+	w := &worker{what: "ipset knock4", a: f}
+	a, b := netip.MustParseAddr("198.18.0.2"), netip.MustParseAddr("198.18.0.3")
+	s.add(w, []addition{{door: "ssh", addr: a, timeout: 30 * time.Second}})
+	f.mu.Lock()
+	f.now[b] = 2 * time.Hour
+	f.mu.Unlock()
+	s.add(w, []addition{{door: "ssh", addr: b, timeout: 30 * time.Second}, {door: "ssh", addr: netip.MustParseAddr("198.18.0.4"), timeout: 30 * time.Second}})
+	if got := f.now[b]; got != 2*time.Hour {
+		t.Errorf("%v has %v, want the 2h put there by another program", b, got)
+	}
+	if f.reads != 2 {
+		t.Errorf("%d reads of the set, want 2 (the first batch, and the refusal)", f.reads)
+	}
+	want := []string{
+		"ssh: adding 198.18.0.2 to ipset knock4 for 30 s",
+		"ssh: 198.18.0.3 stays in ipset knock4 for the 7200 s it has left, longer than 30 s",
+		"ssh: adding 198.18.0.4 to ipset knock4 for 30 s",
+	}
+	if diff := cmp.Diff(want, lines); diff != "" {
+		t.Errorf("log lines (-want +got):\n%s", diff)
 	}
 }
