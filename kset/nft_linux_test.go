@@ -27,7 +27,7 @@ const ruleset = `table inet knockd {
 `
 
 // labNetns returns a namespace with the ruleset loaded and an fd on it.
-func labNetns(t *testing.T) (*netlab.Netns, int) {
+func labNetns(t testing.TB) (*netlab.Netns, int) {
 	t.Helper()
 	n := netlab.NewNetns(t, "kset")
 	f := filepath.Join(t.TempDir(), "ruleset.nft")

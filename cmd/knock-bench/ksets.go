@@ -86,9 +86,6 @@ type ksetResult struct {
 	// ipsets (not measured: no notification to stamp it by).
 	lat       []time.Duration
 	latMissed int
-	// sesame is the part of lat from the daemon's OPEN SESAME line (-v,
-	// read from its standard output as it comes) to the element.
-	sesame []time.Duration
 	// Crowd.
 	crowd     int           // sources, each sending the two knocks
 	sent      floodResult   // the generator's
@@ -183,8 +180,7 @@ func ksetRun(ctx context.Context, o options, e *env, v ksetVariant, bin string) 
 		return nil, err
 	}
 	tag := v.daemon + "-kset-" + strings.ReplaceAll(v.how, " ", "-")
-	lw := newLineWatcher()
-	d, err := e.startDaemon(ctx, o, v.daemon, bin, conf, tag, lw, "-v")
+	d, err := e.startDaemon(ctx, o, v.daemon, bin, conf, tag, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -232,16 +228,12 @@ func ksetRun(ctx context.Context, o options, e *env, v ksetVariant, bin string) 
 				res.latMissed++
 			} else {
 				res.lat = append(res.lat, at.Sub(g.start))
-				if sesame, ok := lw.openedAt(src.String(), "klat"); ok {
-					res.sesame = append(res.sesame, at.Sub(sesame))
-				}
 			}
 			if err := sleep(ctx, o.latencyGap); err != nil {
 				return nil, err
 			}
 		}
 		slices.Sort(res.lat)
-		slices.Sort(res.sesame)
 	}
 
 	// The crowd: every source knocks the two ports, paced so that all

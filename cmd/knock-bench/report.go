@@ -258,13 +258,9 @@ func (r *report) printKsets(w io.Writer) {
 	}
 	fmt.Fprintf(w, "### Kernel sets: %d timed openings into an nftables set; a crowd of %s sources each completing a two-knock UDP sequence, all within one second\n\n",
 		o.ksetOpenings, num(o.ksetCrowd))
-	fmt.Fprintln(w, "| Opening | Knock sent → element in the set, ms: median / p99 / max | Of which OPEN SESAME line → element, ms: median / p99 | Crowd: sources in the set | Crowd: first frame → last one in, s | Crowd: daemon CPU, s (its shell commands') | Peak RSS, MiB |")
-	fmt.Fprintln(w, "|---|---|---|---|---|---|---|")
+	fmt.Fprintln(w, "| Opening | Knock sent → element in the set, ms: median / p99 / max | Crowd: sources in the set | Crowd: first frame → last one in, s | Crowd: daemon CPU, s (its shell commands') | Peak RSS, MiB |")
+	fmt.Fprintln(w, "|---|---|---|---|---|---|")
 	for _, x := range r.ksets {
-		sesame := "—"
-		if len(x.sesame) > 0 {
-			sesame = ms(quantile(x.sesame, 0.5)) + " / " + ms(quantile(x.sesame, 0.99))
-		}
 		lat := "— (no notifications to time ipsets by)"
 		if x.v.nft() {
 			if len(x.lat) == 0 {
@@ -284,7 +280,7 @@ func (r *report) printKsets(w io.Writer) {
 		if !x.monitorOK {
 			in += " (the monitor lost notifications)"
 		}
-		fmt.Fprintf(w, "| %v | %s | %s | %s | %s | %.3f (%.2f) | %.1f |\n", x.v, lat, sesame, in, took, x.cpu.Seconds(), x.childCPU.Seconds(), float64(x.rss)/(1<<20))
+		fmt.Fprintf(w, "| %v | %s | %s | %s | %.3f (%.2f) | %.1f |\n", x.v, lat, in, took, x.cpu.Seconds(), x.childCPU.Seconds(), float64(x.rss)/(1<<20))
 	}
 	fmt.Fprintln(w)
 	var set, shell, kd *ksetResult
