@@ -85,8 +85,11 @@ var farFuture = time.Unix(1<<62, 0)
 type adder interface {
 	// left returns how long each element of the set has left.
 	left() (map[netip.Addr]time.Duration, error)
-	// put adds each element with its timeout, replacing the timeout of
-	// one that is there already, never adding it twice.
+	// put puts each element in the set with its timeout, never twice:
+	// one marked present gets its timeout replaced; another is added,
+	// or, if the set holds it already, left as it is (nftables) or
+	// refused with errPresent (ipset). Per-element failures come as
+	// elemErrors.
 	put([]element) error
 }
 
