@@ -151,11 +151,39 @@ type pending struct {
 // the daemon appends the start command's process group ("P<pgid>\n")
 // once it runs, and the stop command itself appends a marker as it
 // starts, so that a restarted daemon knows whether it already ran.
+//
+// The record says what kind of opening it closes and that kind's data:
+// kind "command" (the stop command, in cmd, where records written before
+// kinds existed have it too, so that they read as commands, and that an
+// earlier version reading a newer record still runs its command); kinds
+// "nft" and "ipset" (the set, and the knocker's address, in set and
+// addr), whose kernel removes the element by itself at due, so that a
+// restarted daemon has nothing to run for them. The kernel sets write no
+// records today, since the element in the kernel is its own durable
+// record; a record of a kind this version does not know is left alone.
 type record struct {
 	Door  string    `json:"door"`
-	Label string    `json:"label"` // the knocker as log lines name it
-	Cmd   string    `json:"cmd"`
+	Label string    `json:"label"`          // the knocker as log lines name it
+	Kind  string    `json:"kind"`           // KindCommand, KindNFT or KindIPSet; "" in older records means KindCommand
+	Cmd   string    `json:"cmd,omitempty"`  // valid iff Kind is KindCommand
+	Set   string    `json:"set,omitempty"`  // valid iff Kind is KindNFT ("inet knockd ssh4") or KindIPSet
+	Addr  string    `json:"addr,omitempty"` // valid iff Kind is KindNFT or KindIPSet
 	Due   time.Time `json:"due"`
+}
+
+// The kinds of opening a record closes.
+const (
+	KindCommand = "command"
+	KindNFT     = "nft"
+	KindIPSet   = "ipset"
+)
+
+// kind returns r's kind, reading a record without one as a command.
+func (r record) kind() string {
+	if r.Kind == "" {
+		return KindCommand
+	}
+	return r.Kind
 }
 
 const startedMarker = "S"
@@ -421,7 +449,7 @@ func (r *Runner) runStart(q *doorQueue, j *job) {
 		r.run(j.door, j.start, nil, false)
 		return
 	}
-	p := &pending{rec: record{Door: j.door, Label: j.label, Cmd: j.stop, Due: j.due}, startDone: make(chan struct{})}
+	p := &pending{rec: record{Door: j.door, Label: j.label, Kind: KindCommand, Cmd: j.stop, Due: j.due}, startDone: make(chan struct{})}
 	defer close(p.startDone)
 	var f *os.File
 	err := r.record(p)
@@ -833,6 +861,18 @@ func (r *Runner) recoverOne(p *pending) {
 	if err != nil || lockErr != nil {
 		unpend()
 		r.opts.Logf("cannot read pending stop command %s: %v", p.path, errors.Join(err, lockErr))
+		return
+	}
+	switch p.rec.kind() {
+	case KindCommand:
+	case KindNFT, KindIPSet:
+		// The kernel removes the element at its time, running or not.
+		unpend()
+		r.removeRecord(p)
+		return
+	default:
+		unpend()
+		r.opts.Logf("ignoring pending record %s: it closes an opening of kind %q, which this version does not know; left in place", p.path, p.rec.Kind)
 		return
 	}
 	if started(data) {

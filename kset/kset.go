@@ -28,6 +28,9 @@ type Options struct {
 	// NetNSFd, when not 0, is a network namespace to work in instead of
 	// this process's own (for tests).
 	NetNSFd int
+	// Kernel, when not nil, answers the checks of New and Update instead
+	// of the kernel (for tests).
+	Kernel Kernel
 }
 
 // Sets adds knockers to the doors' kernel sets. It is an exec.Opener:
@@ -41,6 +44,12 @@ type Sets struct {
 	closed  bool
 	wg      sync.WaitGroup
 	dropped atomic.Uint64
+
+	// The additions not made for a full queue since the last line that
+	// said so, and that line's time: one line a second at most.
+	overMu   sync.Mutex
+	overN    uint64
+	overLast time.Time
 }
 
 // addition is one knocker to add to a set.
@@ -55,11 +64,61 @@ type worker struct {
 	what string // how log lines name the set
 	q    chan addition
 	a    adder
+
+	// known is when each element the worker has read or put expires
+	// (farFuture: never), so that a batch costs no read of the set: a
+	// read costs a few microseconds per element in the set, which a set
+	// of thousands would add to every knock. It is read from the kernel
+	// (seeded) at the worker's first batch, after a failed put, and
+	// after a reload (reseed), which picks up elements that another
+	// program changed meanwhile. Only the worker's goroutine uses it.
+	known   map[netip.Addr]time.Time
+	seeded  bool
+	reseed  atomic.Bool
+	pruneAt int
 }
 
-// adder adds a batch of knockers to one set.
+// farFuture is the expiry of an element without a timeout.
+var farFuture = time.Unix(1<<62, 0)
+
+// adder reads and writes one set.
 type adder interface {
-	add([]addition) error
+	// left returns how long each element of the set has left.
+	left() (map[netip.Addr]time.Duration, error)
+	// put puts each element in the set with its timeout, never twice:
+	// one marked present gets its timeout replaced; another is added,
+	// or, if the set holds it already, left as it is (nftables) or
+	// refused with errPresent (ipset). Per-element failures come as
+	// elemErrors.
+	put([]element) error
+}
+
+// errPresent is put's error for an element it was told is new and that
+// the set holds already (an ipset says so; an nftables add leaves such an
+// element as it is).
+var errPresent = errors.New("already in the set")
+
+// elemErrors is put's error when some elements could not be put and the
+// others were.
+type elemErrors map[netip.Addr]error
+
+func (e elemErrors) Error() string {
+	for a, err := range e {
+		return fmt.Sprintf("%s and %d more: %v", a, len(e)-1, err)
+	}
+	return "no error"
+}
+
+// forever is the time left of an element that never expires.
+const forever = time.Duration(1<<63 - 1)
+
+// element is an address to put in a set, with its timeout.
+type element struct {
+	addr    netip.Addr
+	timeout time.Duration
+	// present is whether the element is known to be in the set, whose
+	// timeout must then be replaced, where a new one is only added.
+	present bool
 }
 
 // SetError is a set that a door names and that cannot be used as it is.
@@ -168,6 +227,9 @@ func New(doors []*config.Door, opts Options) (*Sets, error) {
 	if opts.Logf == nil {
 		opts.Logf = func(string, ...any) {}
 	}
+	if opts.Kernel == nil {
+		opts.Kernel = netKernel{opts.NetNSFd}
+	}
 	s := &Sets{opts: opts, workers: map[string]*worker{}}
 	if err := s.Update(doors); err != nil {
 		return nil, err
@@ -184,7 +246,7 @@ func (s *Sets) Update(doors []*config.Door) error {
 		return nil
 	}
 	for _, u := range us {
-		if err := check(u, s.opts.NetNSFd); err != nil {
+		if err := check(u, s.opts.Kernel); err != nil {
 			return err
 		}
 	}
@@ -192,6 +254,11 @@ func (s *Sets) Update(doors []*config.Door) error {
 	defer s.mu.Unlock()
 	if s.closed {
 		return errors.New("kset: closed")
+	}
+	for _, w := range s.workers {
+		// Another program may have changed the sets since they were
+		// read.
+		w.reseed.Store(true)
 	}
 	for _, u := range us {
 		if s.workers[u.what()] != nil {
@@ -225,9 +292,24 @@ func (s *Sets) Open(d *config.Door, src netip.Addr, label string, now time.Time)
 		case w.q <- addition{door: d.Name, label: label, addr: src, timeout: d.CmdTimeout}:
 		default:
 			s.dropped.Add(1)
-			s.opts.Logf("%s: error: too many additions waiting for %s: %s not added", d.Name, w.what, src)
+			s.overflow(d.Name, w, src, now)
 		}
 	}
+}
+
+// overflow logs that src was not added for a full queue, at most once a
+// second, counting what it did not log.
+func (s *Sets) overflow(door string, w *worker, src netip.Addr, now time.Time) {
+	s.overMu.Lock()
+	defer s.overMu.Unlock()
+	s.overN++
+	if !s.overLast.IsZero() && now.Sub(s.overLast) < time.Second && now.After(s.overLast) {
+		return
+	}
+	s.opts.Logf("%s: error: %d additions already waiting for %s, which is not keeping up: %s not added (%d not added since the last such line)",
+		door, cap(w.q), w.what, src, s.overN)
+	s.overN = 0
+	s.overLast = now
 }
 
 // Dropped counts the additions not made because a queue was full or the
@@ -245,6 +327,12 @@ func (s *Sets) Close(ctx context.Context) error {
 		}
 	}
 	s.mu.Unlock()
+	s.overMu.Lock()
+	if s.overN > 0 {
+		s.opts.Logf("kset: %d more additions not added for full queues since the last line that said so", s.overN)
+		s.overN = 0
+	}
+	s.overMu.Unlock()
 	done := make(chan struct{})
 	go func() {
 		s.wg.Wait()
@@ -275,13 +363,165 @@ func (s *Sets) run(w *worker) {
 				break more
 			}
 		}
-		for _, x := range batch {
-			s.opts.Logf("%s", addingLine(x.door, x.addr, w.what, x.timeout))
+		s.add(w, batch)
+	}
+}
+
+// add adds a batch to w's set. A knocker already in the set with more
+// time left than asked for keeps it: an opening never gets shorter, even
+// when doors that share the set have different Cmd_Timeouts, or an
+// earlier run or a hand gave a longer one.
+func (s *Sets) add(w *worker, batch []addition) {
+	if w.reseed.Swap(false) {
+		w.seeded = false
+	}
+	if !s.seed(w, batch) {
+		return
+	}
+	kept, results := s.try(w, batch)
+	// Elements another program put in an ipset since it was read (the
+	// kernel says so): read it again, and try those once more.
+	var again []addition
+	for _, x := range batch {
+		if errors.Is(results[x.addr], errPresent) {
+			again = append(again, x)
 		}
-		if err := w.a.add(batch); err != nil {
-			for _, x := range batch {
-				s.opts.Logf("%s: error: could not add %s to %s: %v", x.door, x.addr, w.what, err)
+	}
+	if len(again) > 0 {
+		w.seeded = false
+		if !s.seed(w, again) {
+			return
+		}
+		k, r := s.try(w, again)
+		for _, x := range again {
+			delete(results, x.addr)
+			if l, ok := k[x.addr]; ok {
+				kept[x.addr] = l
+			} else {
+				results[x.addr] = r[x.addr]
 			}
 		}
 	}
+	for _, x := range batch {
+		if l, ok := kept[x.addr]; ok {
+			if l == forever {
+				s.opts.Logf("%s: %s stays in %s without a timeout, as it was", x.door, x.addr, w.what)
+			} else {
+				s.opts.Logf("%s: %s stays in %s for the %d s it has left, longer than %d s", x.door, x.addr, w.what, int64(l.Round(time.Second)/time.Second), int64(x.timeout/time.Second))
+			}
+			continue
+		}
+		s.opts.Logf("%s", addingLine(x.door, x.addr, w.what, x.timeout))
+		if err := results[x.addr]; err != nil {
+			s.opts.Logf("%s: error: could not add %s to %s: %v", x.door, x.addr, w.what, err)
+		}
+	}
+}
+
+// seed reads the set's expiries into w.known unless w has them. It
+// reports whether w has them; if not, it has logged why batch is not
+// added.
+func (s *Sets) seed(w *worker, batch []addition) bool {
+	if w.seeded {
+		return true
+	}
+	now := time.Now()
+	left, err := w.a.left()
+	if err != nil {
+		// Adding blind could shorten an opening: fail closed.
+		for _, x := range batch {
+			s.opts.Logf("%s: error: could not read %s, so %s is not added: %v", x.door, w.what, x.addr, err)
+		}
+		return false
+	}
+	w.known = make(map[netip.Addr]time.Time, len(left))
+	for a, l := range left {
+		w.known[a] = expiry(now, l)
+	}
+	w.seeded, w.pruneAt = true, 2*len(w.known)+1024
+	return true
+}
+
+// try puts batch's elements as w.known says they need, and remembers
+// what it put. It returns the addresses kept as they were, with their
+// time left, and the error of each address put that failed.
+func (s *Sets) try(w *worker, batch []addition) (kept map[netip.Addr]time.Duration, failed map[netip.Addr]error) {
+	now := time.Now()
+	left := make(map[netip.Addr]time.Duration, len(batch))
+	for _, x := range batch {
+		if t, ok := w.known[x.addr]; ok && t.After(now) {
+			left[x.addr] = forever
+			if t != farFuture {
+				left[x.addr] = t.Sub(now)
+			}
+		}
+	}
+	elems, kept := plan(batch, left)
+	for i, e := range elems {
+		_, elems[i].present = left[e.addr]
+	}
+	var err error
+	if len(elems) > 0 {
+		err = w.a.put(elems)
+	}
+	var some elemErrors
+	if err != nil && !errors.As(err, &some) {
+		// What the kernel holds now is not known.
+		w.seeded = false
+	}
+	failed = map[netip.Addr]error{}
+	for _, e := range elems {
+		switch {
+		case err == nil:
+		case some == nil:
+			failed[e.addr] = err
+		case some[e.addr] != nil:
+			failed[e.addr] = some[e.addr]
+		}
+		if failed[e.addr] == nil {
+			w.known[e.addr] = now.Add(e.timeout)
+		}
+	}
+	if len(w.known) > w.pruneAt {
+		for a, t := range w.known {
+			if !t.After(now) {
+				delete(w.known, a)
+			}
+		}
+		w.pruneAt = 2*len(w.known) + 1024
+	}
+	return kept, failed
+}
+
+// expiry is when an element with l left at now expires.
+func expiry(now time.Time, l time.Duration) time.Time {
+	if l == forever {
+		return farFuture
+	}
+	return now.Add(l)
+}
+
+// plan returns the elements to put for batch: one per address, with the
+// longest timeout asked for (at least a second, since 0 would mean the
+// set's default or never), leaving out the addresses whose time left is
+// at least that long, which kept returns.
+func plan(batch []addition, left map[netip.Addr]time.Duration) (elems []element, kept map[netip.Addr]time.Duration) {
+	longest := make(map[netip.Addr]time.Duration, len(batch))
+	var order []netip.Addr
+	for _, x := range batch {
+		t, seen := longest[x.addr]
+		if !seen {
+			order = append(order, x.addr)
+		}
+		longest[x.addr] = max(t, x.timeout, time.Second)
+	}
+	kept = map[netip.Addr]time.Duration{}
+	for _, a := range order {
+		if l, ok := left[a]; ok && l >= longest[a] {
+			kept[a] = l
+			continue
+		}
+		elems = append(elems, element{addr: a, timeout: longest[a]})
+	}
+	return elems, kept
 }

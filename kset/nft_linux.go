@@ -39,53 +39,36 @@ func permission(err error) error {
 	return nil
 }
 
-// check makes sure that the set exists, holds the addresses of its
-// family and has timeouts.
-func check(u use, netnsFd int) error {
-	if u.ipset != "" {
-		return checkIPSet(u, netnsFd)
-	}
-	c, err := conn(netnsFd, false)
+// netKernel is the Kernel of a network namespace: this process's, or
+// netnsFd's when not 0.
+type netKernel struct{ netnsFd int }
+
+func (k netKernel) NFTSet(set config.NFTSet) (SetInfo, error) {
+	c, err := conn(k.netnsFd, false)
 	if err != nil {
-		return fmt.Errorf("kset: opening netlink: %w", err)
-	}
-	typ := "ipv4_addr"
-	if u.v6 {
-		typ = "ipv6_addr"
-	}
-	set := u.set
-	addSet := fmt.Sprintf("nft add set %s '{ type %s; flags timeout; }'", set, typ)
-	fail := func(fix string, format string, args ...any) error {
-		return &SetError{Door: u.door, Key: u.key, Value: u.value(), Err: fmt.Errorf(format, args...), Fix: fix}
+		return SetInfo{}, fmt.Errorf("opening netlink: %w", err)
 	}
 	t, err := c.ListTableOfFamily(set.Table, families[set.Family])
 	if perr := permission(err); perr != nil {
-		return perr
+		return SetInfo{}, perr
+	}
+	if err != nil && !errors.Is(err, unix.ENOENT) {
+		return SetInfo{}, fmt.Errorf("listing table %s %s: %w", set.Family, set.Table, err)
 	}
 	if err != nil || t == nil {
-		if err == nil || errors.Is(err, unix.ENOENT) {
-			return fail(fmt.Sprintf("nft add table %s %s && %s", set.Family, set.Table, addSet), "there is no table %s %s", set.Family, set.Table)
-		}
-		return fail("", "listing table %s %s: %v", set.Family, set.Table, err)
+		return SetInfo{NoTable: true, Missing: true}, nil
 	}
 	s, err := c.GetSetByName(t, set.Name)
 	if perr := permission(err); perr != nil {
-		return perr
+		return SetInfo{}, perr
+	}
+	if err != nil && !errors.Is(err, unix.ENOENT) {
+		return SetInfo{}, err
 	}
 	if err != nil || s == nil {
-		if err == nil || errors.Is(err, unix.ENOENT) {
-			return fail(addSet, "table %s %s has no set %s", set.Family, set.Table, set.Name)
-		}
-		return fail("", "listing set: %v", err)
+		return SetInfo{Missing: true}, nil
 	}
-	recreate := fmt.Sprintf("nft delete set %s && %s", set, addSet)
-	if s.KeyType.Name != typ {
-		return fail(recreate, "the set holds %s, not %s", s.KeyType.Name, typ)
-	}
-	if !s.HasTimeout {
-		return fail(recreate, "the set has no timeouts (flags timeout), so its elements would never expire")
-	}
-	return nil
+	return SetInfo{Type: s.KeyType.Name, Timeout: s.HasTimeout}, nil
 }
 
 func newAdder(u use, netnsFd int) adder {
@@ -102,58 +85,92 @@ type nftAdder struct {
 	c       *nftables.Conn
 }
 
-// add adds the batch in one transaction. Each element is added, deleted
-// and added again with its full timeout, so that a knocker already in the
-// set gets its expiry pushed out whatever the kernel does when an existing
-// element is added, and is never in the set twice nor missing from it for
-// an instant.
-func (a *nftAdder) add(batch []addition) error {
+func (a *nftAdder) conn() (*nftables.Conn, error) {
 	if a.c == nil {
 		c, err := conn(a.netnsFd, true)
 		if err != nil {
-			return fmt.Errorf("opening netlink: %w", err)
+			return nil, fmt.Errorf("opening netlink: %w", err)
 		}
 		a.c = c
 	}
+	return a.c, nil
+}
+
+func (a *nftAdder) nftSet(v6 bool) *nftables.Set {
 	typ := nftables.TypeIPAddr
-	if len(batch) > 0 && batch[0].addr.Is6() {
+	if v6 {
 		typ = nftables.TypeIP6Addr
 	}
-	s := &nftables.Set{
+	return &nftables.Set{
 		Table:      &nftables.Table{Name: a.set.Table, Family: families[a.set.Family]},
 		Name:       a.set.Name,
 		KeyType:    typ,
 		HasTimeout: true,
 	}
-	// One element per address, with the longest timeout asked for: a
-	// second delete of the same key would fail the whole transaction.
-	longest := make(map[netip.Addr]time.Duration, len(batch))
-	var order []netip.Addr
-	for _, x := range batch {
-		if t, seen := longest[x.addr]; seen {
-			longest[x.addr] = max(t, x.timeout)
-			continue
+}
+
+// left dumps the set's elements with their expiry.
+func (a *nftAdder) left() (map[netip.Addr]time.Duration, error) {
+	c, err := a.conn()
+	if err != nil {
+		return nil, err
+	}
+	// The key type only matters to the library for elements it sends.
+	es, err := c.GetSetElements(a.nftSet(false))
+	if perr := permission(err); perr != nil {
+		return nil, perr
+	}
+	if err != nil {
+		return nil, err
+	}
+	left := make(map[netip.Addr]time.Duration, len(es))
+	for _, e := range es {
+		addr, ok := netip.AddrFromSlice(e.Key)
+		switch {
+		case !ok:
+		case e.Timeout == 0 && e.Expires == 0:
+			left[addr] = forever // put there without a timeout
+		default:
+			left[addr] = e.Expires
 		}
-		longest[x.addr] = x.timeout
-		order = append(order, x.addr)
 	}
-	elems := make([]nftables.SetElement, 0, len(order))
-	keys := make([]nftables.SetElement, 0, len(order))
-	for _, addr := range order {
-		// A 0 timeout would mean the set's default, or never.
-		elems = append(elems, nftables.SetElement{Key: addr.AsSlice(), Timeout: max(longest[addr], time.Second)})
-		keys = append(keys, nftables.SetElement{Key: addr.AsSlice()})
-	}
-	if err := a.c.SetAddElements(s, elems); err != nil {
+	return left, nil
+}
+
+// put adds the elements in one transaction. Those already in the set
+// are added, deleted and added again with their full timeout, so that
+// their expiry is set whatever the kernel does when an existing element
+// is added, and so that they are never in the set twice nor missing from
+// it for an instant; the others are only added (which, for one another
+// program put there meanwhile, keeps its own timeout).
+func (a *nftAdder) put(elems []element) error {
+	c, err := a.conn()
+	if err != nil {
 		return err
 	}
-	if err := a.c.SetDeleteElements(s, keys); err != nil {
+	s := a.nftSet(elems[0].addr.Is6())
+	es := make([]nftables.SetElement, 0, len(elems))
+	var again, keys []nftables.SetElement
+	for _, e := range elems {
+		el := nftables.SetElement{Key: e.addr.AsSlice(), Timeout: e.timeout}
+		es = append(es, el)
+		if e.present {
+			again = append(again, el)
+			keys = append(keys, nftables.SetElement{Key: e.addr.AsSlice()})
+		}
+	}
+	if err := c.SetAddElements(s, es); err != nil {
 		return err
 	}
-	if err := a.c.SetAddElements(s, elems); err != nil {
-		return err
+	if len(keys) > 0 {
+		if err := c.SetDeleteElements(s, keys); err != nil {
+			return err
+		}
+		if err := c.SetAddElements(s, again); err != nil {
+			return err
+		}
 	}
-	if err := a.c.Flush(); err != nil {
+	if err := c.Flush(); err != nil {
 		if perr := permission(err); perr != nil {
 			return perr
 		}

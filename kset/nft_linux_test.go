@@ -27,7 +27,7 @@ const ruleset = `table inet knockd {
 `
 
 // labNetns returns a namespace with the ruleset loaded and an fd on it.
-func labNetns(t *testing.T) (*netlab.Netns, int) {
+func labNetns(t testing.TB) (*netlab.Netns, int) {
 	t.Helper()
 	n := netlab.NewNetns(t, "kset")
 	f := filepath.Join(t.TempDir(), "ruleset.nft")
@@ -193,4 +193,51 @@ func TestCheck(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestNeverShorterNFT: two doors sharing a set with different
+// Cmd_Timeouts, and an element put there by hand with a longer timeout:
+// no knock ever shortens an element's time left, nor adds it twice.
+func TestNeverShorterNFT(t *testing.T) {
+	n, fd := labNetns(t)
+	n.Run(t, "nft", "add element inet knockd ssh4 { 198.18.0.9 timeout 2h }")
+	long, short := door("ssh4", "", time.Hour), door("ssh4", "", 30*time.Second)
+	long.Name, short.Name = "long", "short"
+	a := netip.MustParseAddr("198.18.0.2")
+	for _, ds := range [][]*config.Door{{long}, {short}, {short, long}, {long, short}} {
+		s, err := New([]*config.Door{long, short}, Options{NetNSFd: fd})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, d := range ds {
+			s.Open(d, a, "", time.Now())
+		}
+		s.Open(short, netip.MustParseAddr("198.18.0.9"), "", time.Now())
+		s.Close(context.Background())
+		es := elements(t, n, "ssh4")
+		if got := matching(es, "198.18.0.2 "); len(got) != 1 || !strings.Contains(got[0], "expires 59m") {
+			t.Errorf("after knocks on %v, 198.18.0.2 is %q: want one element expiring in 59m...", names(ds), got)
+		}
+		if got := matching(es, "198.18.0.9 "); len(got) != 1 || !strings.Contains(got[0], "timeout 2h expires 1h59m") {
+			t.Errorf("after a knock on short, 198.18.0.9 is %q: want its 2h left as they were", got)
+		}
+	}
+}
+
+func matching(es []string, prefix string) []string {
+	var got []string
+	for _, e := range es {
+		if strings.HasPrefix(e, prefix) {
+			got = append(got, e)
+		}
+	}
+	return got
+}
+
+func names(ds []*config.Door) []string {
+	var ns []string
+	for _, d := range ds {
+		ns = append(ns, d.Name)
+	}
+	return ns
 }

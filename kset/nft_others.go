@@ -4,17 +4,23 @@ package kset
 
 import (
 	"fmt"
+	"net/netip"
 	"runtime"
+	"time"
+
+	"github.com/knock-go/knock/config"
 )
 
 var errUnimplemented = fmt.Errorf("kset: nftables sets and ipsets are not implemented on %s", runtime.GOOS)
 
-func check(u use, _ int) error {
-	return &SetError{Door: u.door, Key: u.key, Value: u.value(), Err: errUnimplemented}
-}
+type netKernel struct{ netnsFd int }
+
+func (netKernel) NFTSet(config.NFTSet) (SetInfo, error) { return SetInfo{}, errUnimplemented }
+func (netKernel) IPSet(string) (SetInfo, error)         { return SetInfo{}, errUnimplemented }
 
 type unimplemented struct{}
 
 func newAdder(use, int) adder { return unimplemented{} }
 
-func (unimplemented) add([]addition) error { return errUnimplemented }
+func (unimplemented) left() (map[netip.Addr]time.Duration, error) { return nil, errUnimplemented }
+func (unimplemented) put([]element) error                         { return errUnimplemented }

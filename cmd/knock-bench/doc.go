@@ -3,8 +3,9 @@
 // joined by a veth pair, and prints a markdown table: a spoofed-source
 // SYN flood, the latency of an opening, the cost of idling, a storm of
 // openings on one door while another is knocked on, how long a knocker
-// may pause between knocks during a flood, and the matcher's Go
-// benchmarks. Run it as root from the module's root:
+// may pause between knocks during a flood, openings into nftables sets
+// and ipsets (by NFT_Set and IPSet doors and by shell commands), and the
+// matcher's Go benchmarks. Run it as root from the module's root:
 //
 //	go run ./cmd/knock-bench
 //
@@ -21,8 +22,9 @@
 // several seconds to empty its ring), and the expiry of the flood's
 // attempts (Seq_Timeout 10 s); then a second run of the daemon, 30 to 60
 // s, for the survival flood and the storm (below); then about 20 s of
-// matcher benchmarks. -idle, -flood, -openings, -legit and -seq-timeout
-// shorten or lengthen it; -survive= (empty) and -storm 0 skip the second run's
+// matcher benchmarks; the kernel-set phase (below) about two and a half
+// minutes more, and needs the nft and ipset commands. -idle, -flood,
+// -openings, -legit and -seq-timeout shorten or lengthen it; -survive= (empty) and -storm 0 skip the second run's
 // phases, -survive, -survive-knockers, -survive-warmup, -storm,
 // -storm-rate, -storm-knocks and -storm-wait set them;
 // -only runs one daemon; -pin runs the generator on CPU 0 and the daemon
@@ -103,6 +105,30 @@
 //     knock's send; a command that has not run -storm-wait (10 s) after
 //     the storm's end counts as not run. The stormed door's OPEN SESAME
 //     and running command lines are counted from the same output.
+//   - Kernel sets (-ksets, on by default; -ksets-only runs it alone, in
+//     about two minutes): six runs, each on a fresh nftables table (inet
+//     kbench, sets lat4 and crowd4 with timeouts) or fresh ipsets (lat4,
+//     crowd4, hash:ip timeout) in the server namespace: ours with
+//     NFT_Set, ours and knockd 0.8 with Start_Command = nft add element
+//     ..., ours with IPSet, ours and knockd 0.8 with Start_Command =
+//     ipset add ... -exist; the configuration is the first run's and two
+//     doors, one knock (UDP 6200) into lat4 and two (UDP 6300, 6301) into
+//     crowd4, Cmd_Timeout 300 s. Latency (nftables runs only):
+//     -kset-openings (200) knocks, one at a time, -opening-gap apart,
+//     each a raw frame from an address of its own (198.18.2.0/23), timed
+//     from just before the frame's send to the arrival of the element's
+//     NFT_MSG_NEWSETELEM notification at an nftables monitor of this
+//     command in the server namespace (google/nftables; socket buffer
+//     64 MiB, so that a crowd's notifications are not lost, which the
+//     table would say). The crowd: -kset-crowd (10,000) sources from
+//     198.19.0.0/16 each send the two knocks, paced over one second; the
+//     time is from the first frame to the last source's element (nft:
+//     its notification; ipset: a test for the last source every
+//     millisecond, then a count of the whole set), at most -kset-cap (30
+//     s), after which the number in the set is shown. CPU is the daemon's
+//     own (schedstat) from the crowd's first frame to then, and its
+//     reaped children's (cutime + cstime, 10 ms ticks): the shell
+//     commands; peak RSS is the daemon's VmHWM.
 //   - Matcher: go test -bench 'BenchmarkHandle|BenchmarkFlood' -benchmem
 //     -cpu 1 ./match/ (one core).
 //

@@ -45,6 +45,12 @@ type options struct {
 	surviveGaps     []int
 	surviveKnockers int
 	surviveWarmup   int
+
+	ksets        bool
+	ksetsOnly    bool
+	ksetCrowd    int
+	ksetCap      time.Duration
+	ksetOpenings int
 }
 
 func main() {
@@ -74,6 +80,11 @@ func main() {
 		"pauses between knocks tried in the survival flood, in spoofed frames, ascending (-survive= with nothing: no survival flood)")
 	flag.IntVar(&o.surviveKnockers, "survive-knockers", 2, "knockers per pause in the survival flood")
 	flag.IntVar(&o.surviveWarmup, "survive-warmup", 500_000, "spoofed frames of the survival flood before the knockers start")
+	flag.BoolVar(&o.ksets, "ksets", true, "run the kernel-set phase: openings into an nftables set and an ipset, by NFT_Set/IPSet doors and by shell commands")
+	flag.BoolVar(&o.ksetsOnly, "ksets-only", false, "run the kernel-set phase only")
+	flag.IntVar(&o.ksetCrowd, "kset-crowd", 10000, "sources in the kernel-set phase's crowd, each completing a two-knock sequence, all within one second (at most 65,000)")
+	flag.DurationVar(&o.ksetCap, "kset-cap", 30*time.Second, "longest wait, from the crowd's first frame, for all its sources to be in the set")
+	flag.IntVar(&o.ksetOpenings, "kset-openings", 200, "openings timed into the nftables set, one source each (at most 500)")
 	flag.Usage = func() {
 		fmt.Fprintf(flag.CommandLine.Output(), "usage: go run ./cmd/knock-bench [flags] (as root, from the module's root)\n\n")
 		flag.PrintDefaults()
@@ -87,7 +98,8 @@ func main() {
 	if flag.NArg() > 0 || (o.only != "" && o.only != "knockd" && o.only != "ours") ||
 		o.floodPackets < 1 || o.legit < 0 || o.latency < 1 || o.seqTimeout < 1 ||
 		o.storm < 0 || o.stormRate < 1 || o.stormKnocks < 1 || o.stormKnocks > 200 || o.stormWait <= 0 ||
-		o.surviveKnockers < 1 || o.surviveWarmup < 0 || o.surviveKnockers*len(o.surviveGaps) > 3000 {
+		o.surviveKnockers < 1 || o.surviveWarmup < 0 || o.surviveKnockers*len(o.surviveGaps) > 3000 ||
+		o.ksetCrowd < 1 || o.ksetCrowd > 65000 || o.ksetCap <= 0 || o.ksetCap > time.Minute || o.ksetOpenings < 1 || o.ksetOpenings > 500 {
 		flag.Usage()
 		os.Exit(2)
 	}
@@ -157,6 +169,14 @@ func run(ctx context.Context, o options) (err error) {
 	defer e.Close()
 
 	r := report{opts: o, started: time.Now()}
+	if o.ksetsOnly {
+		if r.ksets, err = ksets(ctx, o, e); err != nil {
+			return err
+		}
+		r.took = time.Since(r.started)
+		r.printKsets(os.Stdout)
+		return nil
+	}
 	logf("generator baseline: %d packets with no daemon running", o.floodPackets)
 	if r.baseline, err = baseline(ctx, l, newPlan(o, l)); err != nil {
 		return fmt.Errorf("generator baseline: %w", err)
@@ -185,6 +205,11 @@ func run(ctx context.Context, o options) (err error) {
 			r.knockd = res
 		} else {
 			r.ours = res
+		}
+	}
+	if o.ksets {
+		if r.ksets, err = ksets(ctx, o, e); err != nil {
+			return err
 		}
 	}
 	if o.matcher {

@@ -35,6 +35,7 @@ type env struct {
 	dir    string
 	conf   string
 	conf2  string // conf and the stormed door, for the second run
+	base   string // conf's text, which the kernel-set runs add doors to
 	opened string // the flooded door's start command appends %IP% here
 	fifo   *fifo  // the latency door's start command echoes into it
 }
@@ -54,6 +55,7 @@ func newEnv(l *lab, dir string, o options) (*env, error) {
 	TCPFlags      = syn
 	Start_Command = echo %%IP%% >> %s
 `, latencyPort, fifoPath, floodSequence[0], floodSequence[1], floodSequence[2], o.seqTimeout, e.opened)
+	e.base = conf
 	if err := os.WriteFile(e.conf, []byte(conf), 0o644); err != nil {
 		return nil, err
 	}

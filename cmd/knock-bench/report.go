@@ -26,6 +26,7 @@ type report struct {
 	// avoid.
 	shell   []time.Duration
 	matcher []benchLine
+	ksets   []*ksetResult // the kernel-set phase's variants; nil if not run
 }
 
 // row is one line of the table. Empty cells print as "—".
@@ -240,6 +241,72 @@ func (r *report) print(w io.Writer) {
 		fmt.Fprintf(w, "| %s | %s | %s | %s | %s | %s |\n", x.measure, dash(x.knockd), dash(x.ours), dash(x.ratio), dash(x.target), dash(x.met))
 	}
 	fmt.Fprintln(w)
+	if r.ksets != nil {
+		r.printKsets(w)
+	}
+}
+
+// printKsets prints the kernel-set phase: one row per way of opening.
+func (r *report) printKsets(w io.Writer) {
+	o := r.opts
+	if r.baseline.took == 0 {
+		// Run alone (-ksets-only): the heading the main table has.
+		fmt.Fprintf(w, "%s, %s, %d CPUs, Linux %s; %s, run took %v.\n",
+			r.started.UTC().Format("2006-01-02 15:04 MST"), cpuModel(), runtime.NumCPU(), kernel(),
+			runtime.Version(), r.took.Round(time.Second))
+		fmt.Fprintf(w, "Command: `go run ./cmd/knock-bench %s`\n\n", strings.Join(os.Args[1:], " "))
+	}
+	fmt.Fprintf(w, "### Kernel sets: %d timed openings into an nftables set; a crowd of %s sources each completing a two-knock UDP sequence, all within one second\n\n",
+		o.ksetOpenings, num(o.ksetCrowd))
+	fmt.Fprintln(w, "| Opening | Knock sent → element in the set, ms: median / p99 / max | Crowd: sources in the set | Crowd: first frame → last one in, s | Crowd: daemon CPU, s (its shell commands') | Peak RSS, MiB |")
+	fmt.Fprintln(w, "|---|---|---|---|---|---|")
+	for _, x := range r.ksets {
+		lat := "— (no notifications to time ipsets by)"
+		if x.v.nft() {
+			if len(x.lat) == 0 {
+				lat = "none arrived"
+			} else {
+				lat = ms(quantile(x.lat, 0.5)) + " / " + ms(quantile(x.lat, 0.99)) + " / " + ms(quantile(x.lat, 1))
+			}
+			if x.latMissed > 0 {
+				lat += fmt.Sprintf(" (%d of %d not in within 2 s)", x.latMissed, o.ksetOpenings)
+			}
+		}
+		took := fmt.Sprintf("%.3f", x.took.Seconds())
+		if !x.all {
+			took = fmt.Sprintf("not all within the %v cap", x.cap)
+		}
+		in := fmt.Sprintf("%s / %s", num(x.in), num(x.crowd))
+		if !x.monitorOK {
+			in += " (the monitor lost notifications)"
+		}
+		fmt.Fprintf(w, "| %v | %s | %s | %s | %.3f (%.2f) | %.1f |\n", x.v, lat, in, took, x.cpu.Seconds(), x.childCPU.Seconds(), float64(x.rss)/(1<<20))
+	}
+	fmt.Fprintln(w)
+	var set, shell, kd *ksetResult
+	for _, x := range r.ksets {
+		switch x.v {
+		case ksetVariant{"ours", "NFT_Set"}:
+			set = x
+		case ksetVariant{"ours", "nft shell"}:
+			shell = x
+		case ksetVariant{"knockd", "nft shell"}:
+			kd = x
+		}
+	}
+	if set != nil && len(set.lat) > 0 {
+		med, p99 := quantile(set.lat, 0.5), quantile(set.lat, 0.99)
+		fmt.Fprintf(w, "Targets (ours, NFT_Set): median ≤ 0.3 ms: %s; p99 ≤ 1 ms: %s; crowd all in within 1.5 s: %s.",
+			yesNo(med <= 300*time.Microsecond, ms(med)+" ms"), yesNo(p99 <= time.Millisecond, ms(p99)+" ms"),
+			yesNo(set.all && set.took <= 1500*time.Millisecond, fmt.Sprintf("%s in, %.3f s", num(set.in), set.took.Seconds())))
+		for _, b := range []*ksetResult{shell, kd} {
+			if b != nil && len(b.lat) > 0 {
+				fmt.Fprintf(w, " Median latency %v / NFT_Set: %.3g×.", b.v, float64(quantile(b.lat, 0.5))/float64(med))
+			}
+		}
+		fmt.Fprintln(w)
+		fmt.Fprintln(w)
+	}
 }
 
 // processed is what the kernel delivered to the daemon.

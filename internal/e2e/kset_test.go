@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net"
@@ -180,24 +181,93 @@ func TestNFTSetStartErrors(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			conf := filepath.Join(l.dir, fmt.Sprintf("knockd%d.conf", i))
 			writeFile(t, conf, "[d]\n\tsequence = 7000\n\tNFT_Set = inet knockd ssh4\n\tNFT_Set_6 = inet knockd ssh6\n\t"+tt.set+"\n")
-			argv := append(append([]string{}, tt.prefix...), knockdBin, "-c", conf, "-i", l.veth.A.Dev, "--backend", "raw")
-			cmd := l.srv.Command(argv[0], argv[1:]...)
-			cmd.Dir = l.dir
-			out, err := cmd.CombinedOutput()
-			var ee *exec.ExitError
-			if !errors.As(err, &ee) || ee.ExitCode() != 1 {
-				t.Fatalf("%v, want exit status 1:\n%s", err, out)
-			}
-			msg := strings.TrimSpace(string(out))
-			if strings.Count(msg, "\n") != 0 {
-				t.Errorf("want one line, got:\n%s", msg)
-			}
-			for _, w := range tt.want {
-				if !strings.Contains(msg, w) {
-					t.Errorf("message %q does not say %q", msg, w)
-				}
-			}
+			mustFailStart(t, l.srv, l.dir, l.veth.A.Dev, conf, tt.prefix, tt.want)
 		})
+	}
+}
+
+// mustFailStart runs knockd in ns on conf, after prefix, and checks that
+// it exits with status 1 and one line saying each of want.
+func mustFailStart(t *testing.T, ns *netlab.Netns, dir, iface, conf string, prefix, want []string) {
+	t.Helper()
+	argv := append(append([]string{}, prefix...), knockdBin, "-c", conf, "-i", iface, "--backend", "raw")
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	cmd := ns.CommandContext(ctx, argv[0], argv[1:]...)
+	cmd.Dir = dir
+	out, err := cmd.CombinedOutput()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 1 {
+		t.Fatalf("%v, want exit status 1:\n%s", err, out)
+	}
+	msg := strings.TrimSpace(string(out))
+	if strings.Count(msg, "\n") != 0 {
+		t.Errorf("want one line, got:\n%s", msg)
+	}
+	for _, w := range want {
+		if !strings.Contains(msg, w) {
+			t.Errorf("message %q does not say %q", msg, w)
+		}
+	}
+}
+
+// TestIPSetStartErrors: the same for ipsets.
+func TestIPSetStartErrors(t *testing.T) {
+	t.Parallel()
+	requireLab(t, "ip", "ipset", "setpriv")
+	srv, cli := netlab.NewNetns(t, "kipe-srv"), netlab.NewNetns(t, "kipe-cli")
+	veth := netlab.NewVeth(t, srv, cli, netlab.Addressing{NoIPv6: true})
+	dir := sharedTempDir(t)
+	runIn(t, srv, nil, "ipset", "create", "knock4", "hash:ip", "family", "inet", "timeout", "60")
+	runIn(t, srv, nil, "ipset", "create", "knock6", "hash:ip", "family", "inet6", "timeout", "60")
+	runIn(t, srv, nil, "ipset", "create", "plain4", "hash:ip", "family", "inet")
+	runIn(t, srv, nil, "ipset", "create", "net4", "hash:net", "family", "inet", "timeout", "60")
+	tests := []struct {
+		name, set string
+		prefix    []string
+		want      []string
+	}{
+		{"no ipset", "IPSet = nosuch", nil,
+			[]string{"[d] IPSet = nosuch: there is no ipset nosuch: create it with: ipset create nosuch hash:ip family inet timeout 60"}},
+		{"wrong type", "IPSet = net4", nil,
+			[]string{"[d] IPSet = net4: the ipset is hash:net, not hash:ip: create it with: ipset destroy net4 && ipset create net4 hash:ip family inet timeout 60"}},
+		{"wrong family", "IPSet_6 = knock4", nil,
+			[]string{"[d] IPSet_6 = knock4: the ipset is not of family inet6: create it with: ipset destroy knock4 && ipset create knock4 hash:ip family inet6 timeout 60"}},
+		{"no timeout", "IPSet = plain4", nil,
+			[]string{"[d] IPSet = plain4: the ipset has no timeout, so its entries would never expire: create it with: ipset destroy plain4 && ipset create plain4 hash:ip family inet timeout 60"}},
+		{"no CAP_NET_ADMIN", "IPSet = knock4",
+			[]string{"setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all,+net_raw", "--ambient-caps=-all,+net_raw"},
+			[]string{"CAP_NET_ADMIN", "setcap cap_net_raw,cap_net_admin+ep", "AmbientCapabilities=CAP_NET_RAW CAP_NET_ADMIN"}},
+	}
+	for i, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			conf := filepath.Join(dir, fmt.Sprintf("knockd%d.conf", i))
+			writeFile(t, conf, "[d]\n\tsequence = 7000\n\tIPSet = knock4\n\tIPSet_6 = knock6\n\t"+tt.set+"\n")
+			mustFailStart(t, srv, dir, veth.A.Dev, conf, tt.prefix, tt.want)
+		})
+	}
+}
+
+// TestSetReloadMissing: SIGHUP to a configuration whose set is missing
+// keeps the running configuration and logs why; the running door still
+// opens.
+func TestSetReloadMissing(t *testing.T) {
+	t.Parallel()
+	l := newNFTLab(t)
+	conf := filepath.Join(l.dir, "knockd.conf")
+	door := "[openSSH]\n\tsequence = 7000,8000\n\tseq_timeout = 5\n\tcmd_timeout = 30\n\tNFT_Set = inet knockd ssh4\n\tNFT_Set_6 = inet knockd ssh6\n"
+	writeFile(t, conf, door)
+	argv := append(append([]string{}, asNobodyNetAdmin...), knockdBin, "-c", conf, "-i", l.veth.A.Dev, "-v", "--backend", "raw")
+	d := startIn(t, l.srv, l.dir, "listening on", argv...)
+	writeFile(t, conf, strings.ReplaceAll(door, "ssh4", "nosuch4"))
+	if err := d.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	waitOutput(t, d, "[openSSH] NFT_Set = inet knockd nosuch4: table inet knockd has no set nosuch4: create it with: nft add set inet knockd nosuch4 '{ type ipv4_addr; flags timeout; }'; keeping the running configuration", 1)
+	knockFrom(t, l.cli, knockBin, l.veth.A.Addr.String(), "7000", "8000")
+	waitOutput(t, d, fmt.Sprintf("openSSH: adding %s to nft set inet knockd ssh4 for 30 s", l.veth.B.Addr), 1)
+	if _, ok := expires(t, l, "ssh4", l.veth.B.Addr.String()); !ok {
+		t.Errorf("%s is not in ssh4 after the refused reload", l.veth.B.Addr)
 	}
 }
 
@@ -238,5 +308,59 @@ func TestIPSetDoor(t *testing.T) {
 	}
 	if strings.Contains(d.output(), "error") {
 		t.Errorf("errors in the output:\n%s", d.output())
+	}
+}
+
+// TestSetsOutsideCommandLimits: a door with a start command and a set,
+// MaxCommands = 1 and a command that holds its slot: every knocker is in
+// the set at once, whatever the command runner queues or refuses.
+func TestSetsOutsideCommandLimits(t *testing.T) {
+	t.Parallel()
+	l := newNFTLab(t)
+	conf := filepath.Join(l.dir, "knockd.conf")
+	writeFile(t, conf, `[options]
+	MaxCommands = 1
+[crowd]
+	sequence      = 7000:udp
+	seq_timeout   = 5
+	cmd_timeout   = 60
+	start_command = sleep 5
+	NFT_Set       = inet knockd ssh4
+	NFT_Set_6     = inet knockd ssh6
+`)
+	argv := []string{knockdBin, "-c", conf, "-i", l.veth.A.Dev, "-v", "--backend", "raw", "--state-dir", filepath.Join(l.dir, "state")}
+	d := startIn(t, l.srv, l.dir, "listening on", argv...)
+	const n = 20
+	// One datagram from each of n addresses of the client's.
+	for i := range n {
+		l.cli.IP(t, "addr", "add", fmt.Sprintf("198.18.5.%d/32", i+1), "dev", l.veth.B.Dev)
+	}
+	err := l.cli.Do(func() error {
+		for i := range n {
+			c, err := net.DialUDP("udp4", &net.UDPAddr{IP: net.IPv4(198, 18, 5, byte(i+1))}, &net.UDPAddr{IP: l.veth.A.Addr.AsSlice(), Port: 7000})
+			if err != nil {
+				return err
+			}
+			_, err = c.Write([]byte("knock"))
+			c.Close()
+			if err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range n {
+		waitOutput(t, d, fmt.Sprintf("crowd: adding 198.18.5.%d to nft set inet knockd ssh4 for 60 s", i+1), 1)
+	}
+	for i := range n {
+		if _, ok := expires(t, l, "ssh4", fmt.Sprintf("198.18.5.%d", i+1)); !ok {
+			t.Errorf("198.18.5.%d is not in the set", i+1)
+		}
+	}
+	if got := strings.Count(d.output(), "crowd: running command: sleep 5"); got >= n {
+		t.Errorf("%d start commands ran, want fewer than %d (MaxCommands = 1, each holding its slot for 5 s)", got, n)
 	}
 }

@@ -66,6 +66,9 @@ type Options struct {
 	// lookupAddr replaces the resolver of -l in tests; nil means
 	// net.DefaultResolver.
 	lookupAddr lookupFunc
+	// kernel replaces the kernel in the checks of the doors' sets in
+	// tests; nil means netlink.
+	kernel kset.Kernel
 }
 
 // Run runs the daemon until ctx ends. A bad configuration or a capture
@@ -182,7 +185,7 @@ func start(opts Options) (*daemon, error) {
 
 	// The sets are checked before any socket is opened: a door whose set
 	// is missing would open nothing.
-	if d.sets, err = kset.New(cfg.Doors, kset.Options{Logf: d.log.Log}); err != nil {
+	if d.sets, err = kset.New(cfg.Doors, kset.Options{Logf: d.log.Log, Kernel: opts.kernel}); err != nil {
 		d.runner.Close(context.Background())
 		return fail(err)
 	}
