@@ -83,7 +83,34 @@ func startDaemon(t *testing.T, prefix []string, args ...string) *daemon {
 	t.Helper()
 	argv := append(append([]string{}, prefix...), knockdBin)
 	argv = append(argv, args...)
-	return launch(t, exec.Command(argv[0], argv[1:]...), "listening on")
+	d := launch(t, exec.Command(argv[0], argv[1:]...), "")
+	d.waitReady()
+	return d
+}
+
+// waitReady waits for the daemon's own "listening on IFACE..." line,
+// which it writes once its capture has opened every socket: a backend's
+// "listener: listening on ADDR" lines come one per socket, and a knock
+// sent after the first of them may reach a port not yet bound.
+func (d *daemon) waitReady() {
+	d.t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		for _, line := range strings.Split(d.output(), "\n") {
+			if strings.Contains(line, "listening on ") && strings.Contains(line, "...") {
+				return
+			}
+		}
+		select {
+		case <-d.done:
+			d.t.Fatalf("knockd exited before it was listening (%v):\n%s", d.waited, d.output())
+		default:
+		}
+		if time.Now().After(deadline) {
+			d.t.Fatalf("knockd did not say it was listening within 30 s:\n%s", d.output())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 }
 
 // launch starts cmd, collecting its output, and waits until the output
