@@ -286,6 +286,11 @@ func TestPackageOverDebian(t *testing.T) {
 		!strings.Contains(string(out), " /etc/knockd.conf 7c2c6c194d718e2b3f1d8dfdcc316c54") {
 		t.Errorf("dpkg's record after the install: %v\n%s", err, out)
 	}
+	// Debian's init script, which ours does not ship, stays as an
+	// obsolete conffile: sysvinit still starts /usr/sbin/knockd -d.
+	if _, err := os.Stat(r.path("/etc/init.d/knockd")); err != nil {
+		t.Errorf("/etc/init.d/knockd is gone after the upgrade: %v", err)
+	}
 	for _, unit := range []string{"/lib/systemd/system/knockd.service", "/lib/systemd/system/knockd-sets.service"} {
 		if out, err := r.command("systemd-analyze", "verify", unit).CombinedOutput(); err != nil || len(out) > 0 {
 			t.Errorf("systemd-analyze verify %s: %v\n%s", unit, err, out)
