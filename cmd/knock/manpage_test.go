@@ -84,6 +84,16 @@ func TestGenerated(t *testing.T) {
 	}
 	checkGenerated(t, "man/knock.1", man)
 	checkGenerated(t, "completion/knock", []byte(comp))
+	zsh, err := completion().Zsh()
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkGenerated(t, "completion/_knock", []byte(zsh))
+	if _, err := exec.LookPath("zsh"); err == nil {
+		if out, err := exec.Command("zsh", "-n", filepath.Join("..", "..", "packaging", "completion", "_knock")).CombinedOutput(); err != nil {
+			t.Errorf("zsh -n packaging/completion/_knock: %v\n%s", err, out)
+		}
+	}
 }
 
 func checkGenerated(t *testing.T, rel string, got []byte) {

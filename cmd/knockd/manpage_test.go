@@ -211,6 +211,16 @@ func TestGenerated(t *testing.T) {
 	}
 	checkGenerated(t, "man/knockd.1", man)
 	checkGenerated(t, "completion/knockd", []byte(comp))
+	zsh, err := completion().Zsh()
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkGenerated(t, "completion/_knockd", []byte(zsh))
+	if _, err := exec.LookPath("zsh"); err == nil {
+		if out, err := exec.Command("zsh", "-n", filepath.Join("..", "..", "packaging", "completion", "_knockd")).CombinedOutput(); err != nil {
+			t.Errorf("zsh -n packaging/completion/_knockd: %v\n%s", err, out)
+		}
+	}
 }
 
 // completion is knockd's bash completion.

@@ -165,3 +165,58 @@ func (c Completion) Bash() (string, error) {
 	fmt.Fprintf(&b, "} && complete -F %s %s\n", fn, name)
 	return b.String(), nil
 }
+
+// Zsh returns a zsh completion function for the command, for
+// /usr/share/zsh/vendor-completions/_NAME.
+func (c Completion) Zsh() (string, error) {
+	opts := options(c.App)
+	if err := c.check(opts); err != nil {
+		return "", err
+	}
+	// In single quotes; brackets close a description, colons end a
+	// message.
+	esc := strings.NewReplacer(`'`, `'\''`, `[`, `\[`, `]`, `\]`)
+	escMsg := strings.NewReplacer(`'`, `'\''`, `:`, `\:`)
+	action := func(v Values, what string) string {
+		switch v.kind {
+		case "files":
+			return ":" + what + ":_files"
+		case "dirs":
+			return ":" + what + ":_files -/"
+		case "interfaces":
+			return ":" + what + ":_net_interfaces"
+		case "hosts":
+			return ":" + what + ":_hosts"
+		case "words":
+			return ":" + what + ":(" + strings.Join(v.words, " ") + ")"
+		}
+		return ":" + what + ": "
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "#compdef %s\n", c.App.Name)
+	fmt.Fprintf(&b, "# zsh completion for %s(1); generated from the command's flags by internal/cmddoc; do not edit.\n\n", c.App.Name)
+	b.WriteString("_arguments -s -S \\\n")
+	for _, o := range opts {
+		desc := esc.Replace(strings.SplitN(o.usage, "\n", 2)[0])
+		var act string
+		if o.placeholder != "" {
+			act = action(c.Values[o.name], escMsg.Replace(o.placeholder))
+		}
+		switch {
+		case o.short != "" && o.placeholder != "":
+			fmt.Fprintf(&b, "\t'(-%[1]s --%[2]s)'{-%[1]s+,--%[2]s=}'[%[3]s]%[4]s' \\\n", o.short, o.name, desc, act)
+		case o.short != "":
+			fmt.Fprintf(&b, "\t'(-%[1]s --%[2]s)'{-%[1]s,--%[2]s}'[%[3]s]' \\\n", o.short, o.name, desc)
+		case o.placeholder != "":
+			fmt.Fprintf(&b, "\t'--%s=[%s]%s' \\\n", o.name, desc, act)
+		default:
+			fmt.Fprintf(&b, "\t'--%s[%s]' \\\n", o.name, desc)
+		}
+	}
+	if c.FirstOperand.kind != "" {
+		fmt.Fprintf(&b, "\t'1%s' \\\n", action(c.FirstOperand, "host"))
+		b.WriteString("\t'*:port[\\:proto]: ' \\\n")
+	}
+	b.WriteString("\t&& return 0\n")
+	return b.String(), nil
+}

@@ -298,6 +298,7 @@ func TestPackageOverDebian(t *testing.T) {
 	}
 	for _, f := range []string{"/usr/share/man/man1/knockd.1.gz", "/usr/share/man/man1/knock.1.gz",
 		"/usr/share/bash-completion/completions/knockd", "/usr/share/bash-completion/completions/knock",
+		"/usr/share/zsh/vendor-completions/_knockd", "/usr/share/zsh/vendor-completions/_knock",
 		"/usr/share/doc/knockd/copyright", "/usr/share/doc/knockd/changelog.gz"} {
 		if _, err := os.Stat(r.path(f)); err != nil {
 			t.Errorf("after the install: %s is missing", f)
