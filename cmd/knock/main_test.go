@@ -52,7 +52,7 @@ func expand(s string, udp, tcp int) []string {
 }
 
 // versionText is -V's text; a test binary records no commit.
-const versionText = "knock 0.8\nA Go rewrite of knock by Judd Vinet: https://github.com/knock-go/knock\ncommit: unknown\n"
+const versionText = "knock 0.8\nA Go rewrite of knock by Judd Vinet: https://github.com/knock-go/knock\nversion: unknown\ncommit: unknown\n"
 
 // usageOut is what knock prints for -h.
 var usageOut = usage(&cli.App{UsageText: usageText, Flags: new(flags).list()})

@@ -90,7 +90,7 @@ func TestUsageIs08s(t *testing.T) {
 	}
 }
 
-const versionOurs = "knockd 0.8\nA Go rewrite of knock by Judd Vinet: https://github.com/knock-go/knock\ncommit: unknown\n"
+const versionOurs = "knockd 0.8\nA Go rewrite of knock by Judd Vinet: https://github.com/knock-go/knock\nversion: unknown\ncommit: unknown\n"
 
 func TestRun(t *testing.T) {
 	t.Parallel()

@@ -50,7 +50,7 @@ options:
 func TestVersionText(t *testing.T) {
 	t.Parallel()
 	// A test binary records no version control stamp.
-	want := "knockd 0.8\nA Go rewrite of knock by Judd Vinet: https://github.com/knock-go/knock\ncommit: unknown\n"
+	want := "knockd 0.8\nA Go rewrite of knock by Judd Vinet: https://github.com/knock-go/knock\nversion: unknown\ncommit: unknown\n"
 	if got := VersionText("knockd", "0.8"); got != want {
 		t.Errorf("VersionText = %q, want %q", got, want)
 	}

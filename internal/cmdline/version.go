@@ -5,6 +5,12 @@ import (
 	"runtime/debug"
 )
 
+// Version, when set with -ldflags "-X
+// github.com/knock-go/knock/internal/cmdline.Version=...", is this
+// build's own version, from git describe (make sets it); otherwise it
+// is the module version go build recorded, or "unknown".
+var Version string
+
 // Commit, when set with -ldflags "-X
 // github.com/knock-go/knock/internal/cmdline.Commit=...", names the
 // commit the binaries were built from; otherwise it comes from the
@@ -12,12 +18,25 @@ import (
 var Commit string
 
 // VersionText is what -V prints: name and version on the first line, as
-// knockd 0.8 and knock 0.8 print them ("knockd 0.8"), then a line naming
-// this rewrite, and the commit it was built from ("unknown" when the
-// build recorded none; "(modified)" when the work tree had changes).
+// knockd 0.8 and knock 0.8 print them ("knockd 0.8"), so that scripts
+// reading it see the release this replaces; then a line naming this
+// rewrite, its own version, and the commit it was built from ("unknown"
+// when the build recorded none; "(modified)" when the work tree had
+// changes).
 func VersionText(name, version string) string {
-	return fmt.Sprintf("%s %s\nA Go rewrite of knock by Judd Vinet: https://github.com/knock-go/knock\ncommit: %s\n",
-		name, version, commit())
+	return fmt.Sprintf("%s %s\nA Go rewrite of knock by Judd Vinet: https://github.com/knock-go/knock\nversion: %s\ncommit: %s\n",
+		name, version, ownVersion(), commit())
+}
+
+func ownVersion() string {
+	if Version != "" {
+		return Version
+	}
+	info, ok := debug.ReadBuildInfo()
+	if !ok || info.Main.Version == "" || info.Main.Version == "(devel)" {
+		return "unknown"
+	}
+	return info.Main.Version
 }
 
 func commit() string {

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"sort"
 
 	"github.com/knock-go/knock/capture"
 	"github.com/knock-go/knock/config"
@@ -79,4 +80,15 @@ func (d *daemon) warnUnsupported(doors []*config.Door) {
 			d.log.Error("warning: door %s: %s", door.Name, why)
 		}
 	}
+}
+
+// BackendNames are the values --backend takes: auto, then the backends
+// by name.
+func BackendNames() []string {
+	names := []string{"auto"}
+	for name := range backends {
+		names = append(names, name)
+	}
+	sort.Strings(names[1:])
+	return names
 }
