@@ -92,7 +92,16 @@ func compare(ctx context.Context, o options, e *env) error {
 		for _, b := range o.compare {
 			c := &compareRun{build: b.name, round: round, tag: fmt.Sprintf("%s-%d", b.name, round)}
 			if err := compareOne(ctx, o, e, b, c); err != nil {
-				return fmt.Errorf("%s, round %d: %w", b.name, round, err)
+				// Once more, from a fresh start: a run that failed
+				// is not counted.
+				if ctx.Err() != nil {
+					return err
+				}
+				logf("%s: %v; once more", c.tag, err)
+				c.tag += "b"
+				if err := compareOne(ctx, o, e, b, c); err != nil {
+					return fmt.Errorf("%s, round %d: %w", b.name, round, err)
+				}
 			}
 			runs = append(runs, c)
 			logf("%s: %s packets processed, CPU %.3f s, %.3f s per million%s", c.tag, num(int(c.processed())),

@@ -155,7 +155,11 @@ func (e *env) startDaemonWith(ctx context.Context, o options, name, bin, conf, t
 		return nil, err
 	}
 
-	// Ready when a knock opens the latency door.
+	// Ready when a knock opens the latency door. Lines of the daemon
+	// before, whose start-up probe may have opened the door more than
+	// once (slowly, under valgrind), would tell of a start that has not
+	// happened: they go first.
+	e.fifo.drain()
 	ready := false
 	wait := 20 * time.Second
 	if len(wrap) > 0 {
