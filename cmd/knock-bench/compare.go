@@ -71,6 +71,15 @@ func (c *compareRun) cpuPerM() float64 {
 	return c.res.cpu.Seconds() / float64(c.processed()) * 1e6
 }
 
+// switchesPerK is the daemon's context switches per thousand packets
+// processed: how often its threads slept or were put off a CPU.
+func (c *compareRun) switchesPerK() float64 {
+	if c.processed() == 0 {
+		return 0
+	}
+	return float64(c.res.floodSwitches) / float64(c.processed()) * 1e3
+}
+
 // irPerPacket is the instructions per packet processed.
 func (c *compareRun) irPerPacket() float64 {
 	if c.processed() == 0 {
@@ -190,12 +199,12 @@ func printCompare(w io.Writer, o options, runs []*compareRun) {
 	fmt.Fprintf(w, "Flood: %s spoofed SYNs and %d legitimate sequences, %s, the same frames every run; the builds in turn, %d rounds.\n\n",
 		num(o.floodPackets), o.legit, rate, o.rounds)
 	cg := o.cachegrind != ""
-	fmt.Fprintln(w, "| Round | Build | Sent, frames/s | Processed | Dropped | Opened | CPU, s | CPU per million processed, s |"+ifs(cg, " Instructions, whole run, per packet processed |"))
-	fmt.Fprintln(w, "|---|---|---|---|---|---|---|---|"+ifs(cg, "---|"))
+	fmt.Fprintln(w, "| Round | Build | Sent, frames/s | Processed | Dropped | Opened | CPU, s | CPU per million processed, s | Context switches per thousand processed |"+ifs(cg, " Instructions, whole run, per packet processed |"))
+	fmt.Fprintln(w, "|---|---|---|---|---|---|---|---|---|"+ifs(cg, "---|"))
 	for _, c := range runs {
-		fmt.Fprintf(w, "| %d | %s | %s | %s | %s | %d/%d | %.3f | %.3f |%s\n", c.round, c.build,
+		fmt.Fprintf(w, "| %d | %s | %s | %s | %s | %d/%d | %.3f | %.3f | %.1f |%s\n", c.round, c.build,
 			num(int(float64(c.res.gen.sent)/c.res.gen.took.Seconds())), num(int(c.processed())),
-			num(int(c.res.sock.drops)), c.res.opened, o.legit, c.res.cpu.Seconds(), c.cpuPerM(),
+			num(int(c.res.sock.drops)), c.res.opened, o.legit, c.res.cpu.Seconds(), c.cpuPerM(), c.switchesPerK(),
 			ifs(cg, fmt.Sprintf(" %.0f |", c.irPerPacket())))
 	}
 	fmt.Fprintln(w)
