@@ -5,6 +5,7 @@ package main
 import (
 	"encoding/binary"
 	"net/netip"
+	"os"
 	"slices"
 	"testing"
 	"time"
@@ -290,5 +291,51 @@ func TestLineWatcher(t *testing.T) {
 	}
 	if open, cmd := w.counts("latency"); open != 0 || cmd != 0 {
 		t.Errorf("latency is not counted, got %d, %d", open, cmd)
+	}
+}
+
+func TestParseBuilds(t *testing.T) {
+	bs, err := parseBuilds("old=/tmp/a, new=/tmp/b")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []build{{"old", "/tmp/a"}, {"new", "/tmp/b"}}; !slices.Equal(bs, want) {
+		t.Errorf("got %v, want %v", bs, want)
+	}
+	for _, bad := range []string{"", "old", "=/tmp/a", "old=", "knockd=/usr/sbin/knockd", "a/b=/x", "x=/a,x=/b"} {
+		if _, err := parseBuilds(bad); err == nil {
+			t.Errorf("parseBuilds(%q): no error", bad)
+		}
+	}
+}
+
+func TestSpread(t *testing.T) {
+	for _, c := range []struct {
+		xs   []float64
+		want string
+	}{
+		{nil, "—"},
+		{[]float64{3, 1, 2}, "2.0 (1.0–3.0)"},
+		{[]float64{4, 1, 2, 3}, "2.5 (1.0–4.0)"},
+	} {
+		if got := spread(c.xs, "%.1f"); got != c.want {
+			t.Errorf("spread(%v) = %q, want %q", c.xs, got, c.want)
+		}
+	}
+}
+
+func TestCachegrindTotal(t *testing.T) {
+	path := t.TempDir() + "/cachegrind.out"
+	if err := os.WriteFile(path, []byte("desc: I1 cache:\ncmd: knockd\nevents: Ir\nfl=x.go\n1 5\nsummary: 4069840\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := cachegrindTotal(path); err != nil || n != 4069840 {
+		t.Errorf("cachegrindTotal = %d, %v; want 4069840", n, err)
+	}
+	if err := os.WriteFile(path, []byte("events: Ir\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cachegrindTotal(path); err == nil {
+		t.Error("no summary line: no error")
 	}
 }

@@ -33,7 +33,37 @@
 // depends on the daemon); -perf records the whole machine during each
 // flood; -timeout bounds the whole run (default 20 minutes). The
 // generator's rate alone, with no daemon running, is measured first and
-// printed above the table.
+// printed above the table. -flood-rate paces the flood (frames a second)
+// instead of sending as fast as the generator goes.
+//
+// -compare old=PATH,new=PATH runs the flood phase alone, for two or more
+// builds of our knockd, -rounds times (5) in turn (old, new, old, new,
+// ...), to tell what a change costs per packet from a loaded machine's
+// noise; it runs no knockd 0.8 and no other phase, and builds nothing:
+//
+//	go run ./cmd/knock-bench -compare old=/tmp/knockd.old,new=/tmp/knockd.new -flood-rate 100000
+//
+// Every run is flooded with the same frames (one seed) at the same
+// pace, and prints, per run, the frames sent, the packets processed and
+// dropped, the openings, the daemon's CPU per million packets processed
+// and its context switches per thousand; then, per build, the median and
+// range of its CPU per million and of its ratio to the first build's run
+// of the same round. Pace the flood (-flood-rate) below what the
+// generator reaches on the loaded machine: the CPU a packet costs falls
+// as the rate rises (the reader takes more packets per wake-up), so two
+// builds flooded at whatever rate the machine gives them at that moment
+// are not compared on the same work. -cpuprofile DIR has each daemon
+// write a CPU profile (KNOCKD_CPUPROFILE) to DIR/NAME-ROUND.pprof, for
+// go tool pprof -diff_base. -cachegrind DIR runs each daemon under
+// valgrind --tool=cachegrind (with GODEBUG=asyncpreemptoff=1: Go's
+// preemption signals upset valgrind) and adds the instructions of its
+// whole run, start-up, flood and stop, per packet processed: counted
+// instructions do not depend on what else the machine runs, as seconds
+// do, though the Go runtime's background work still moves them by a few
+// per cent. The kernel's part (system calls, wake-ups) is not counted;
+// the CPU time and the context switches show it. Under valgrind a daemon
+// is some 20 times slower: pace the flood at 10,000 frames a second or
+// so, and check that nothing was dropped.
 //
 // Each daemon is started, checked (a knock must open a door), watched
 // idle, timed, then flooded, and stopped; then started again with -v, on

@@ -153,17 +153,27 @@ type proc struct {
 // killed if this command dies. Its output goes to the file out, its
 // standard output to watch too when watch is not nil.
 // With cpu >= 0 it runs on that CPU only (taskset, which execs it: the
-// pid is the daemon's).
-func startProc(ns *netlab.Netns, name, out string, watch io.Writer, cpu int, bin string, args ...string) (*proc, error) {
+// pid is the daemon's). environ adds to this command's environment;
+// wrap, when not empty, is a command and its flags that bin runs under
+// (valgrind, which runs it in the same process: the pid is still the
+// daemon's).
+func startProc(ns *netlab.Netns, name, out string, watch io.Writer, cpu int, environ, wrap []string, bin string, args ...string) (*proc, error) {
 	f, err := os.Create(out)
 	if err != nil {
 		return nil, err
+	}
+	if len(wrap) > 0 {
+		args = append(append(wrap[1:len(wrap):len(wrap)], bin), args...)
+		bin = wrap[0]
 	}
 	if cpu >= 0 {
 		args = append([]string{"-c", strconv.Itoa(cpu), bin}, args...)
 		bin = "taskset"
 	}
 	cmd := ns.Command(bin, args...)
+	if len(environ) > 0 {
+		cmd.Env = append(os.Environ(), environ...)
+	}
 	cmd.Stdout, cmd.Stderr = f, f
 	if watch != nil {
 		// Through a pipe that this command reads: commands the daemon

@@ -38,6 +38,12 @@ type options struct {
 	pin          bool
 	timeout      time.Duration
 
+	compare    []build
+	rounds     int
+	floodRate  int
+	cpuprofile string
+	cachegrind string
+
 	storm           int
 	stormRate       int
 	stormKnocks     int
@@ -85,6 +91,11 @@ func main() {
 	flag.IntVar(&o.ksetCrowd, "kset-crowd", 10000, "sources in the kernel-set phase's crowd, each completing a two-knock sequence, all within one second (at most 65,000)")
 	flag.DurationVar(&o.ksetCap, "kset-cap", 30*time.Second, "longest wait, from the crowd's first frame, for all its sources to be in the set")
 	flag.IntVar(&o.ksetOpenings, "kset-openings", 200, "openings timed into the nftables set, one source each (at most 500)")
+	builds := flag.String("compare", "", "run only the flood phase, for each `NAME=PATH,...` (comma-separated builds of our knockd) in turn, -rounds times, and print each run's CPU per million packets processed, their medians and ratios to the first build (no knockd 0.8, no other phase)")
+	flag.IntVar(&o.rounds, "rounds", 5, "rounds of -compare")
+	flag.IntVar(&o.floodRate, "flood-rate", 0, "frames a second of the flood (0: as fast as the generator goes)")
+	flag.StringVar(&o.cpuprofile, "cpuprofile", "", "with -compare: each daemon writes a CPU profile ($KNOCKD_CPUPROFILE) into this directory, NAME-ROUND.pprof")
+	flag.StringVar(&o.cachegrind, "cachegrind", "", "with -compare: run each daemon under valgrind --tool=cachegrind and count the instructions of its whole run (start, flood, stop), per packet processed; its files go into this directory")
 	flag.Usage = func() {
 		fmt.Fprintf(flag.CommandLine.Output(), "usage: go run ./cmd/knock-bench [flags] (as root, from the module's root)\n\n")
 		flag.PrintDefaults()
@@ -95,7 +106,17 @@ func main() {
 		fmt.Fprintf(os.Stderr, "bench: -survive: %v\n", err)
 		os.Exit(2)
 	}
-	if flag.NArg() > 0 || (o.only != "" && o.only != "knockd" && o.only != "ours") ||
+	if *builds != "" {
+		if o.compare, err = parseBuilds(*builds); err != nil {
+			fmt.Fprintf(os.Stderr, "bench: -compare: %v\n", err)
+			os.Exit(2)
+		}
+	}
+	if (o.cpuprofile != "" || o.cachegrind != "") && len(o.compare) == 0 {
+		fmt.Fprintf(os.Stderr, "bench: -cpuprofile and -cachegrind go with -compare\n")
+		os.Exit(2)
+	}
+	if flag.NArg() > 0 || o.rounds < 1 || o.floodRate < 0 || (o.only != "" && o.only != "knockd" && o.only != "ours") ||
 		o.floodPackets < 1 || o.legit < 0 || o.latency < 1 || o.seqTimeout < 1 ||
 		o.storm < 0 || o.stormRate < 1 || o.stormKnocks < 1 || o.stormKnocks > 200 || o.stormWait <= 0 ||
 		o.surviveKnockers < 1 || o.surviveWarmup < 0 || o.surviveKnockers*len(o.surviveGaps) > 3000 ||
@@ -137,14 +158,14 @@ func run(ctx context.Context, o options) (err error) {
 	} else {
 		defer os.RemoveAll(dir)
 	}
-	if o.ours == "" && o.only != "knockd" {
+	if o.ours == "" && o.only != "knockd" && len(o.compare) == 0 {
 		o.ours = filepath.Join(dir, "knockd-go")
 		logf("building ours: go build -o %s ./cmd/knockd", o.ours)
 		if out, err := goCmd(ctx, root, "build", "-o", o.ours, "./cmd/knockd"); err != nil {
 			return fmt.Errorf("building ./cmd/knockd: %w\n%s", err, out)
 		}
 	}
-	if o.only != "ours" {
+	if o.only != "ours" && len(o.compare) == 0 {
 		if _, err := os.Stat(o.knockd); err != nil {
 			return fmt.Errorf("%w (apt-get install knockd)", err)
 		}
@@ -167,6 +188,17 @@ func run(ctx context.Context, o options) (err error) {
 		return err
 	}
 	defer e.Close()
+
+	if len(o.compare) > 0 {
+		for _, d := range []string{o.cpuprofile, o.cachegrind} {
+			if d != "" {
+				if err := os.MkdirAll(d, 0o755); err != nil {
+					return err
+				}
+			}
+		}
+		return compare(ctx, o, e)
+	}
 
 	r := report{opts: o, started: time.Now()}
 	if o.ksetsOnly {
