@@ -3,9 +3,11 @@ package kset
 import (
 	"errors"
 	"fmt"
+	"net/netip"
 	"time"
 
 	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netlink/nl"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 )
@@ -86,4 +88,24 @@ func (a *ipsetAdder) add(batch []addition) error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// del removes addr from the ipset; an entry already gone (expired) is no
+// error.
+func (a *ipsetAdder) del(addr netip.Addr) error {
+	if a.h == nil {
+		h, err := ipsetHandle(a.netnsFd)
+		if err != nil {
+			return fmt.Errorf("opening netlink: %w", err)
+		}
+		a.h = h
+	}
+	err := a.h.IpsetDel(a.name, &netlink.IPSetEntry{IP: addr.AsSlice()})
+	if perr := permission(err); perr != nil {
+		return perr
+	}
+	if err != nil && (errors.Is(err, unix.ENOENT) || errors.Is(err, nl.IPSetError(nl.IPSET_ERR_EXIST))) {
+		return nil
+	}
+	return err
 }

@@ -4,6 +4,7 @@ package kset
 
 import (
 	"fmt"
+	"net/netip"
 	"runtime"
 )
 
@@ -18,3 +19,5 @@ type unimplemented struct{}
 func newAdder(use, int) adder { return unimplemented{} }
 
 func (unimplemented) add([]addition) error { return errUnimplemented }
+
+func (unimplemented) del(netip.Addr) error { return errUnimplemented }
