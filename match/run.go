@@ -9,9 +9,9 @@ import (
 
 // Loop runs a Matcher on its own goroutine: see Run.
 type Loop struct {
-	m    *Matcher
-	ctl  chan func(*Matcher)
-	done chan struct{} // closed when Run returns
+	m     *Matcher
+	ctl   chan func(*Matcher)
+	done  chan struct{} // closed when Run returns
 	now   func() time.Time
 	acts  []Action
 	stats loopStats
