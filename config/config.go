@@ -134,14 +134,15 @@ func ParseControlSocket(v string) (string, error) {
 const MaxSocketPath = 107
 
 // ParseMetricsAddress checks a metrics address: HOST:PORT with a port from
-// 1 to 65535, HOST an address, a name or empty for every address.
+// 0 to 65535 (0 picks a free one, which the daemon logs), HOST an
+// address, a name or empty for every address.
 func ParseMetricsAddress(v string) (string, error) {
 	host, port, err := net.SplitHostPort(v)
 	if err != nil {
 		return "", fmt.Errorf("%q is not HOST:PORT: write for example 127.0.0.1:9560, or [::1]:9560", v)
 	}
-	if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
-		return "", fmt.Errorf("port %q is not a number from 1 to 65535: write for example %s:9560", port, host)
+	if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
+		return "", fmt.Errorf("port %q is not a number from 0 to 65535: write for example %s:9560", port, host)
 	}
 	return v, nil
 }

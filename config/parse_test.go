@@ -191,7 +191,7 @@ func TestParseErrors(t *testing.T) {
 		{"MetricsAddress without port", "[options]\nMetricsAddress = 127.0.0.1\n",
 			2, "options", "MetricsAddress", `"127.0.0.1" is not HOST:PORT`},
 		{"MetricsAddress bad port", "[options]\nMetricsAddress = :http\n",
-			2, "options", "MetricsAddress", `port "http" is not a number from 1 to 65535`},
+			2, "options", "MetricsAddress", `port "http" is not a number from 0 to 65535`},
 
 		// One-time sequences.
 		{"missing one-time file", "[openHello]\n\none_time_sequences = $DIR/nope.seq\n",

@@ -67,7 +67,7 @@ type Door struct {
 	// Opens lists how the door opens: "commands", "nft set ...",
 	// "ipset ...".
 	Opens    []string `json:"opens"`
-	Stages   uint64   `json:"stages"`   // knocks that advanced an attempt, beyond the first
+	Stages   uint64   `json:"stages"`   // knocks that started or advanced an attempt (the Stage N lines)
 	Openings uint64   `json:"openings"` // OPEN SESAMEs
 	Timeouts uint64   `json:"timeouts"` // attempts that timed out
 }

@@ -18,7 +18,9 @@ import (
 	"github.com/knock-go/knock/capture"
 	"github.com/knock-go/knock/config"
 	"github.com/knock-go/knock/exec"
+	"github.com/knock-go/knock/internal/control"
 	"github.com/knock-go/knock/internal/klog"
+	"github.com/knock-go/knock/internal/sdnotify"
 	"github.com/knock-go/knock/kset"
 	"github.com/knock-go/knock/match"
 )
@@ -38,6 +40,12 @@ type Options struct {
 	Verbose    bool   // -v
 	IPv4Only   bool   // -4
 	Check      bool   // -t, --check: parse, print the doors, bind nothing
+	Control    string // --control: the control socket; wins over ControlSocket
+	Metrics    string // --metrics: HOST:PORT for /metrics; wins over MetricsAddress
+
+	// NotifySocket is systemd's notification socket; empty means
+	// $NOTIFY_SOCKET.
+	NotifySocket string
 
 	// SyslogPath is the system logger's socket, for tests; empty means
 	// /dev/log.
@@ -98,7 +106,23 @@ type daemon struct {
 	names   *names
 	flood   *floodGate
 	evicted uint64 // the matcher's evictions already summarised
+
+	cfgMu   sync.Mutex // guards cfg for other goroutines than serve's
+	ctl     *control.Server
+	metrics *metrics
+	count   *counters
+	notify  *sdnotify.Notifier
+	started time.Time
 }
+
+// config returns the configuration in force; safe on any goroutine.
+func (d *daemon) config() *config.Config {
+	d.cfgMu.Lock()
+	defer d.cfgMu.Unlock()
+	return d.cfg
+}
+
+var zeroSet config.NFTSet
 
 func start(opts Options) (*daemon, error) {
 	if opts.Stdout == nil {
@@ -114,7 +138,12 @@ func start(opts Options) (*daemon, error) {
 	if err != nil {
 		return nil, err
 	}
-	d := &daemon{opts: opts, cfg: cfg}
+	d := &daemon{opts: opts, cfg: cfg, count: newCounters(), started: time.Now()}
+	if opts.NotifySocket != "" {
+		d.notify = sdnotify.New(opts.NotifySocket)
+	} else {
+		d.notify = sdnotify.FromEnv()
+	}
 
 	lo := klog.Options{Errors: opts.Stderr, LogFile: d.logFile(cfg), Syslog: cfg.UseSyslog, SyslogPath: opts.SyslogPath}
 	if opts.Verbose {
@@ -171,6 +200,20 @@ func start(opts Options) (*daemon, error) {
 	d.matcher = match.New(cfg.Doors, match.Options{MaxAttempts: cfg.MaxAttempts})
 	spec := capture.NewSpec(d.matcher.Doors(), ifaces, opts.IPv4Only)
 	if d.src, err = d.openSource(spec); err != nil {
+		return fail(err)
+	}
+	// The control socket and the metrics port are opened with the
+	// capture's sockets: a daemon that started answers on them.
+	if err := d.openControl(); err == nil {
+		err = d.openMetrics()
+	}
+	if err != nil {
+		d.src.Close()
+		if d.ctl != nil {
+			d.ctl.Close()
+		}
+		d.sets.Close(context.Background())
+		d.runner.Close(context.Background())
 		return fail(err)
 	}
 	d.warnUnsupported(cfg.Doors)
@@ -280,6 +323,27 @@ func (d *daemon) serve(ctx context.Context) error {
 
 	var wg sync.WaitGroup
 	var srcErr error
+	if d.ctl != nil {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			d.ctl.Serve(runCtx, d)
+		}()
+	}
+	if d.metrics != nil {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			d.metrics.serve()
+		}()
+	}
+	if iv, ok := sdnotify.WatchdogInterval(); ok && d.notify != nil {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			d.watchdog(runCtx, iv)
+		}()
+	}
 	wg.Add(3)
 	go func() {
 		defer wg.Done()
@@ -298,17 +362,27 @@ func (d *daemon) serve(ctx context.Context) error {
 		d.act()
 	}()
 
+	d.notify.Ready(d.summary())
 	for done := false; !done; {
 		select {
 		case <-runCtx.Done():
 			done = true
 		case <-d.opts.Reload:
+			d.notify.Reloading()
 			d.reload(runCtx)
+			d.notify.Ready(d.summary())
 		}
+	}
+	d.notify.Stopping()
+	if d.metrics != nil {
+		d.metrics.close()
 	}
 	stop()
 	d.names.close()
 	wg.Wait()
+	if d.ctl != nil {
+		d.ctl.Close()
+	}
 	d.src.Close()
 	d.flood.close()
 
@@ -331,6 +405,7 @@ func (d *daemon) serve(ctx context.Context) error {
 // emit runs on the matcher's goroutine: it thins out stage and timeout
 // lines under a flood and hands the rest to act without blocking on DNS or commands.
 func (d *daemon) emit(acts []match.Action) {
+	d.count.count(acts)
 	for _, a := range acts {
 		switch {
 		case a.Kind == match.Stage && !d.flood.allow(stageLines),
@@ -436,7 +511,9 @@ func (d *daemon) reload(ctx context.Context) {
 		return
 	}
 	old := d.cfg
+	d.cfgMu.Lock()
 	d.cfg = cfg
+	d.cfgMu.Unlock()
 	d.log.Reload(d.logFile(cfg), cfg.UseSyslog)
 	if now := listening(iface); now != listening(d.interfaceOf(old)) {
 		d.log.Log("reload: now listening on %s", now)
@@ -493,4 +570,33 @@ func listening(iface string) string {
 		return "any"
 	}
 	return iface
+}
+
+// summary is the status line systemd shows: the doors, the backend, and
+// what is open.
+func (d *daemon) summary() string {
+	cfg := d.config()
+	return fmt.Sprintf("%d door(s) on %s (%s backend); %d opening(s) pending, %d attempt(s) in progress",
+		len(cfg.Doors), listening(d.iface), d.src.Name(), len(d.runner.Pending())+len(d.sets.Pending()), d.loop.Stats().InProgress)
+}
+
+// watchdog tells systemd every interval that the daemon is alive: that
+// the matcher still takes work, which a hung matcher would not.
+func (d *daemon) watchdog(ctx context.Context, interval time.Duration) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		pctx, cancel := context.WithTimeout(ctx, interval)
+		alive := d.loop.Do(pctx, func(*match.Matcher) {})
+		cancel()
+		if alive {
+			d.notify.Watchdog()
+			d.notify.Status(d.summary())
+		}
+	}
 }

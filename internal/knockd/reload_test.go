@@ -64,6 +64,10 @@ func runDaemon(t *testing.T, conf string, opts Options) *testDaemon {
 	if opts.StateDir == "" && !strings.Contains(conf, "StateDir") {
 		opts.StateDir = filepath.Join(d.dir, "state")
 	}
+	if opts.Control == "" && !strings.Contains(conf, "ControlSocket") {
+		// Not the default, in /run/knockd for root: the test's own.
+		opts.Control = filepath.Join(d.dir, "control.sock")
+	}
 	ready := make(chan error, 1)
 	opts.Ready = func(err error) { ready <- err }
 	ctx, cancel := context.WithCancel(context.Background())
