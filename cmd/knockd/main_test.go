@@ -59,6 +59,12 @@ options:
   -t, --check            check the configuration and exit: print each door, bind nothing
       --backend <how>    how to capture: auto (default), raw (AF_PACKET, needs CAP_NET_RAW) or listener (bound sockets, no privileges)
       --state-dir <dir>  keep pending stop commands in dir (default: StateDir in the config, else a directory named after the config file under $STATE_DIRECTORY, /var/lib/knockd for root, or ~/.local/state/knockd)
+      --control <path>   the control socket is path (default: ControlSocket in the config, else one named after the config file under $RUNTIME_DIRECTORY, /run/knockd for root, or $XDG_RUNTIME_DIR/knockd)
+      --metrics <addr>   serve Prometheus metrics at http://addr/metrics, addr being host:port (default: MetricsAddress in the config, else none)
+      --status           ask the running knockd for its doors, openings, attempts and counters, and exit
+      --json             with --status: print one JSON document
+      --revoke <ip>      close the openings of ip now (running their stop commands), and exit
+      --door <name>      with --revoke: only on the door named
   -V, --version          display version
   -h, --help             this help
 
@@ -72,7 +78,8 @@ func to08(s string) string {
 		switch {
 		case strings.HasPrefix(line, "  -i, "):
 			line = "  -i, --interface <int>  network interface to listen on (default \"eth0\")\n"
-		case strings.HasPrefix(line, "  -t, --check "), strings.HasPrefix(line, "      --backend "), strings.HasPrefix(line, "      --state-dir "):
+		case strings.HasPrefix(line, "  -t, --check "), strings.HasPrefix(line, "      --"):
+			// Ours: every added option without a short form.
 			continue
 		}
 		b.WriteString(line)
