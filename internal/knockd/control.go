@@ -60,7 +60,9 @@ func defaultControlPath(configPath string) (string, error) {
 
 // openControl opens the control socket. One that another live daemon
 // answers on, or one asked for by name that cannot be made, stops
-// start-up; a default one that cannot be made is a warning.
+// start-up; a default one that cannot be made (a user without
+// $XDG_RUNTIME_DIR) only means no control socket, said with -D: knockd
+// 0.8's output stays as it was.
 func (d *daemon) openControl() error {
 	path, err := ControlPath(d.opts.Control, d.cfg, d.opts.ConfigPath)
 	if err == nil {
@@ -73,7 +75,7 @@ func (d *daemon) openControl() error {
 	case errors.Is(err, control.ErrAnswering) || d.opts.Control != "" || d.cfg.ControlSocket != "":
 		return err
 	}
-	d.log.Error("warning: no control socket, so knockd --status and --revoke will not answer: %v", err)
+	d.log.Debugf("no control socket, so knockd --status and --revoke will not answer: %v", err)
 	return nil
 }
 
