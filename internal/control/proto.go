@@ -45,6 +45,7 @@ type Response struct {
 type Status struct {
 	PID      int       `json:"pid"`
 	Config   string    `json:"config"`  // the configuration file
+	Socket   string    `json:"socket"`  // this control socket
 	Backend  string    `json:"backend"` // "raw", "listener", or a test's
 	Started  time.Time `json:"started"`
 	Now      time.Time `json:"now"`

@@ -83,7 +83,7 @@ func (d *daemon) openControl() error {
 // publishes, and asks the matcher for its doors and first attempts with
 // a bounded wait: a busy matcher never waits for it.
 func (d *daemon) Status() *control.Status {
-	st := &control.Status{PID: os.Getpid(), Config: d.opts.ConfigPath, Backend: d.src.Name(), Started: d.started, Now: time.Now()}
+	st := &control.Status{PID: os.Getpid(), Config: d.opts.ConfigPath, Socket: d.ctl.Path(), Backend: d.src.Name(), Started: d.started, Now: time.Now()}
 	var doors []*config.Door
 	var atts []match.Attempt
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
