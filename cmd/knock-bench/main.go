@@ -45,6 +45,8 @@ type options struct {
 	surviveGaps     []int
 	surviveKnockers int
 	surviveWarmup   int
+
+	metricsRounds int
 }
 
 func main() {
@@ -74,6 +76,7 @@ func main() {
 		"pauses between knocks tried in the survival flood, in spoofed frames, ascending (-survive= with nothing: no survival flood)")
 	flag.IntVar(&o.surviveKnockers, "survive-knockers", 2, "knockers per pause in the survival flood")
 	flag.IntVar(&o.surviveWarmup, "survive-warmup", 500_000, "spoofed frames of the survival flood before the knockers start")
+	flag.IntVar(&o.metricsRounds, "metrics-rounds", 2, "rounds of the metrics phase: ours flooded with metrics off and with metrics on, scraped every second (0: no metrics phase)")
 	flag.Usage = func() {
 		fmt.Fprintf(flag.CommandLine.Output(), "usage: go run ./cmd/knock-bench [flags] (as root, from the module's root)\n\n")
 		flag.PrintDefaults()
@@ -87,7 +90,7 @@ func main() {
 	if flag.NArg() > 0 || (o.only != "" && o.only != "knockd" && o.only != "ours") ||
 		o.floodPackets < 1 || o.legit < 0 || o.latency < 1 || o.seqTimeout < 1 ||
 		o.storm < 0 || o.stormRate < 1 || o.stormKnocks < 1 || o.stormKnocks > 200 || o.stormWait <= 0 ||
-		o.surviveKnockers < 1 || o.surviveWarmup < 0 || o.surviveKnockers*len(o.surviveGaps) > 3000 {
+		o.surviveKnockers < 1 || o.surviveWarmup < 0 || o.metricsRounds < 0 || o.surviveKnockers*len(o.surviveGaps) > 3000 {
 		flag.Usage()
 		os.Exit(2)
 	}
@@ -185,6 +188,11 @@ func run(ctx context.Context, o options) (err error) {
 			r.knockd = res
 		} else {
 			r.ours = res
+		}
+	}
+	if o.metricsRounds > 0 && o.only != "knockd" {
+		if r.metrics, err = metricsCost(ctx, o, e, o.ours); err != nil {
+			return fmt.Errorf("metrics phase: %w", err)
 		}
 	}
 	if o.matcher {
