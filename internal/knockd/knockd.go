@@ -470,8 +470,8 @@ func (d *daemon) spec(doors []*config.Door) capture.Spec {
 // rotation); a good one replaces the doors at once: attempts in progress
 // on unchanged doors go on, the others end. Of [options], LogFile,
 // UseSyslog, Interface, MaxAttempts, MaxCommands and CommandLimit take
-// effect; those that cannot change while running are logged, one line
-// each.
+// effect; those that cannot change while running (PidFile, StateDir,
+// ControlSocket, MetricsAddress) are logged, one line each.
 func (d *daemon) reload(ctx context.Context) {
 	d.log.Log("re-reading config file: %s", d.opts.ConfigPath)
 	cfg, err := config.Load(d.opts.ConfigPath)
@@ -524,6 +524,8 @@ func (d *daemon) reload(ctx context.Context) {
 		d.fixed("PidFile", d.opts.PidFile, old.PidFile, cfg.PidFile, config.DefaultPidFile)
 	}
 	d.fixed("StateDir", d.opts.StateDir, old.StateDir, cfg.StateDir, "the default state directory")
+	d.fixed("ControlSocket", d.opts.Control, old.ControlSocket, cfg.ControlSocket, "the default control socket")
+	d.fixed("MetricsAddress", d.opts.Metrics, old.MetricsAddress, cfg.MetricsAddress, "no metrics")
 	d.runner.SetLimits(cfg.MaxCommands, cfg.CommandLimit)
 	d.warnUnsupported(cfg.Doors)
 }

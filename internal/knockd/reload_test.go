@@ -333,3 +333,13 @@ func TestReloadNamesFixedOptions(t *testing.T) {
 		t.Errorf("stderr after a reload with no change:\n%s\nwant:\n%s", got, want)
 	}
 }
+
+func TestReloadNamesFixedWatchOptions(t *testing.T) {
+	t.Parallel()
+	d := runDaemon(t, "[options]\n\tMetricsAddress = 127.0.0.1:0\n"+door, Options{})
+	d.sighup("[options]\n\tMetricsAddress = 127.0.0.1:9\n\tControlSocket = %[2]s/other.sock\n" + door)
+	want := "reload: MetricsAddress cannot change while running; restart knockd to use 127.0.0.1:9\n"
+	if got := d.stderr.String(); got != want {
+		t.Errorf("stderr:\n%s\nwant (ControlSocket is set by the flag, which wins):\n%s", got, want)
+	}
+}
