@@ -155,8 +155,12 @@ func (s *Server) serveConn(c *net.UnixConn, h Handler) {
 		// Read what it sent (bounded, like any request), so that closing
 		// does not reset the connection before it reads the refusal.
 		io.Copy(io.Discard, io.LimitReader(c, MaxRequest))
-		s.logf("control: refused a connection from uid %d (pid %d): only uid %d and root may ask", uid, pid, s.uid)
-		reply(Response{Error: fmt.Sprintf("refused: uid %d may not use this control socket (only uid %d and root may)", uid, s.uid)})
+		who := fmt.Sprintf("uid %d and root", s.uid)
+		if s.uid == 0 {
+			who = "root"
+		}
+		s.logf("control: refused a connection from uid %d (pid %d): only %s may ask", uid, pid, who)
+		reply(Response{Error: fmt.Sprintf("refused: uid %d may not use this control socket (only %s may)", uid, who)})
 		return
 	}
 	req, err := DecodeRequest(c)
