@@ -25,7 +25,13 @@ const metricsAddr = "127.0.0.1:9560"
 type metricsResult struct {
 	off, on         []*result
 	scrapes, failed int
+	// scrapeCPU is the daemon's CPU per scrape, measured on the first
+	// daemon with metrics on, idle, before its flood.
+	scrapeCPU time.Duration
 }
+
+// idleScrapes is how many scrapes measure scrapeCPU.
+const idleScrapes = 20
 
 // metricsCost runs the metrics phase on ours.
 func metricsCost(ctx context.Context, o options, e *env, bin string) (*metricsResult, error) {
@@ -60,7 +66,10 @@ func metricsCost(ctx context.Context, o options, e *env, bin string) (*metricsRe
 			}
 			logf("metrics phase, round %d: flooding ours with metrics %s", round+1, map[bool]string{false: "off", true: "on, scraped every second"}[on])
 			var before packetCounts
-			if on {
+			if on && mr.scrapeCPU == 0 {
+				mr.scrapeCPU, err = scrapeCost(ctx, e, d.proc.pid)
+			}
+			if on && err == nil {
 				before, err = scrapeCounts(ctx, e)
 			}
 			if err == nil {
@@ -124,6 +133,29 @@ func scrapeCounts(ctx context.Context, e *env) (packetCounts, error) {
 	}
 	c.dropped, err = get("knockd_packets_dropped_total")
 	return c, err
+}
+
+// scrapeCost scrapes the idle daemon idleScrapes times in a row and
+// returns its CPU per scrape.
+func scrapeCost(ctx context.Context, e *env, pid int) (time.Duration, error) {
+	if err := sleep(ctx, time.Second); err != nil {
+		return 0, err
+	}
+	s0, err := readThreadStats(pid)
+	if err != nil {
+		return 0, err
+	}
+	for range idleScrapes {
+		if _, err := scrapeCounts(ctx, e); err != nil {
+			return 0, err
+		}
+	}
+	s1, err := readThreadStats(pid)
+	if err != nil {
+		return 0, err
+	}
+	logf("metrics phase: %v of the daemon's CPU per scrape", (s1.run-s0.run)/idleScrapes)
+	return (s1.run - s0.run) / idleScrapes, nil
 }
 
 // nsTransport dials from inside the server's namespace.
@@ -201,6 +233,16 @@ func (r *report) metricsRows(add func(measure, knockd, ours, ratio, target, met 
 	}
 	procRatio := (float64(pOn) / float64(sOn)) / (float64(pOff) / float64(sOff))
 	cpuRatio := (cOn.Seconds() / float64(pOn)) / (cOff.Seconds() / float64(pOff))
+	if m.scrapeCPU > 0 {
+		var cpu, took time.Duration
+		for _, x := range m.on {
+			cpu += x.cpu
+			took += x.gen.took + x.drainTime
+		}
+		share := m.scrapeCPU.Seconds() / (cpu.Seconds() / took.Seconds())
+		add(fmt.Sprintf("Metrics: daemon CPU per scrape (idle, %d scrapes), and one scrape a second as a share of the daemon's CPU per second under the flood", idleScrapes), "",
+			fmt.Sprintf("%.2f ms; %.2f%%", float64(m.scrapeCPU)/float64(time.Millisecond), 100*share), "", "< 5%", yesNo(share < 0.05, fmt.Sprintf("%.1f%%", 100*share)))
+	}
 	add("Metrics: on/off, share of sent processed", "", fmt.Sprintf("%.3f", procRatio), "", "≥ 0.95",
 		yesNo(procRatio >= 0.95, fmt.Sprintf("%.3f", procRatio)))
 	add("Metrics: on/off, CPU per packet processed", "", fmt.Sprintf("%.3f", cpuRatio), "", "≤ 1.05",
