@@ -306,3 +306,48 @@ func TestWatchNotify(t *testing.T) {
 		t.Errorf("knockd exited with %v:\n%s", d.waited, d.output())
 	}
 }
+
+// TestWatchSetDoorRevoke: an nftables set door's opening shows in
+// --status as closed by the kernel set, and --revoke deletes the element
+// at once: the service is unreachable again long before Cmd_Timeout.
+func TestWatchSetDoorRevoke(t *testing.T) {
+	t.Parallel()
+	l := newNFTLab(t)
+	conf := filepath.Join(l.dir, "knockd.conf")
+	writeFile(t, conf, `[openSSH]
+	sequence = 7000,8000,9000
+	seq_timeout = 5
+	tcpflags = syn
+	cmd_timeout = 600
+	NFT_Set = inet knockd ssh4
+`)
+	sock := filepath.Join(l.dir, "control.sock")
+	d := startIn(t, l.srv, l.dir, "listening on", knockdBin, "-c", conf, "-i", l.veth.A.Dev, "-v", "--backend", "raw", "--control", sock)
+	srv4, cli4 := l.veth.A.Addr.String(), l.veth.B.Addr.String()
+	service4 := net.JoinHostPort(srv4, fmt.Sprint(servicePort))
+	startEcho(t, l.srv, servicePort)
+	knockFrom(t, l.cli, knockBin, srv4, "7000", "8000", "9000")
+	waitOutput(t, d, fmt.Sprintf("openSSH: adding %s to nft set inet knockd ssh4 for 600 s", cli4), 1)
+	c := waitConnect(t, l.cli, service4, "after the knock")
+	c.Close()
+
+	out, code := ctlRun(t, nil, nil, "--control", sock, "--status", "--json")
+	var st control.Status
+	if err := json.Unmarshal([]byte(out), &st); code != 0 || err != nil {
+		t.Fatalf("--status --json exited %d (%v):\n%s", code, err, out)
+	}
+	if len(st.Openings) != 1 || st.Openings[0].Src != cli4 || st.Openings[0].Close != "nft set inet knockd ssh4" ||
+		st.Openings[0].Until.Sub(st.Openings[0].Since) != 600*time.Second {
+		t.Errorf("openings %+v: want %s's, closed by nft set inet knockd ssh4 after 600 s", st.Openings, cli4)
+	}
+	out, code = ctlRun(t, nil, nil, "--control", sock, "--revoke", cli4, "--door", "openSSH")
+	if code != 0 || !strings.Contains(out, cli4+": openSSH: revoked (nft set inet knockd ssh4)") {
+		t.Fatalf("--revoke exited %d:\n%s", code, out)
+	}
+	waitOutput(t, d, cli4+": openSSH: revoked", 1)
+	waitOutput(t, d, fmt.Sprintf("openSSH: removing %s from nft set inet knockd ssh4", cli4), 1)
+	waitNoConnect(t, l.cli, service4)
+	if _, ok := expires(t, l, "ssh4", cli4); ok {
+		t.Errorf("%s is still in the set after the revoke", cli4)
+	}
+}
