@@ -351,3 +351,58 @@ func TestWatchSetDoorRevoke(t *testing.T) {
 		t.Errorf("%s is still in the set after the revoke", cli4)
 	}
 }
+
+// TestWatchNotifyWatchdog: with $WATCHDOG_USEC, knockd sends WATCHDOG=1
+// (every half of it); with $WATCHDOG_PID naming another process, never.
+func TestWatchNotifyWatchdog(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct {
+		name, pid string
+		want      bool
+	}{{"ours", "", true}, {"another process's", "1", false}} {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := t.TempDir()
+			p := freePorts(t, 1)
+			notify := filepath.Join(dir, "notify")
+			l, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: notify, Net: "unixgram"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer l.Close()
+			conf := filepath.Join(dir, "knockd.conf")
+			writeFile(t, conf, fmt.Sprintf("[d]\n\tsequence = %d:udp\n\tstart_command = true\n", p[0]))
+			cmd := exec.Command(knockdBin, "-c", conf, "--backend", "listener", "-i", "lo", "--control", filepath.Join(dir, "ctl.sock"))
+			cmd.Env = append(os.Environ(), "NOTIFY_SOCKET="+notify, "WATCHDOG_USEC=200000")
+			if tt.pid != "" {
+				cmd.Env = append(cmd.Env, "WATCHDOG_PID="+tt.pid)
+			}
+			launch(t, cmd, "")
+			// Two keep-alives, however slow the machine (15 s at most);
+			// none in 2 s, twenty periods of 100 ms, when they are not
+			// ours to send.
+			wait := 15 * time.Second
+			if !tt.want {
+				wait = 2 * time.Second
+			}
+			deadline := time.Now().Add(wait)
+			got := 0
+			b := make([]byte, 4096)
+			for time.Now().Before(deadline) && (!tt.want || got < 2) {
+				l.SetReadDeadline(deadline)
+				n, err := l.Read(b)
+				if err != nil {
+					break
+				}
+				if strings.HasPrefix(string(b[:n]), "WATCHDOG=1\n") {
+					got++
+				}
+			}
+			if tt.want && got < 2 {
+				t.Errorf("%d WATCHDOG=1 in 15 s with WATCHDOG_USEC=200000, want one every 100 ms", got)
+			}
+			if !tt.want && got != 0 {
+				t.Errorf("%d WATCHDOG=1 with WATCHDOG_PID=%s, want none", got, tt.pid)
+			}
+		})
+	}
+}
