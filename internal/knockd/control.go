@@ -83,7 +83,9 @@ func (d *daemon) openControl() error {
 // publishes, and asks the matcher for its doors and first attempts with
 // a bounded wait: a busy matcher never waits for it.
 func (d *daemon) Status() *control.Status {
-	st := &control.Status{PID: os.Getpid(), Config: d.opts.ConfigPath, Socket: d.ctl.Path(), Backend: d.src.Name(), Started: d.started, Now: time.Now()}
+	// Empty lists print as [], not null, for the JSON's readers.
+	st := &control.Status{PID: os.Getpid(), Config: d.opts.ConfigPath, Socket: d.ctl.Path(), Backend: d.src.Name(), Started: d.started, Now: time.Now(),
+		Doors: []control.Door{}, Attempts: control.Attempts{List: []control.Attempt{}}}
 	var doors []*config.Door
 	var atts []match.Attempt
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
@@ -103,7 +105,9 @@ func (d *daemon) Status() *control.Status {
 	}
 	ms := d.loop.Stats()
 	st.Attempts.InProgress, st.Attempts.Max = ms.InProgress, ms.MaxAttempts
-	st.Openings = d.openings()
+	if st.Openings = d.openings(); st.Openings == nil {
+		st.Openings = []control.Opening{}
+	}
 	st.Counters = d.counters()
 	return st
 }
