@@ -3,8 +3,11 @@ package config
 
 import (
 	"fmt"
+	"net"
 	"net/netip"
 	"os"
+	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -139,6 +142,36 @@ func (d *Door) Derived(c uint64) *Door {
 	return &nd
 }
 
+// ParseControlSocket checks a control socket's path: absolute, and short
+// enough for a unix socket address.
+func ParseControlSocket(v string) (string, error) {
+	switch {
+	case !filepath.IsAbs(v):
+		return "", fmt.Errorf("%q is not an absolute path: write for example /run/knockd/knockd.sock", v)
+	case len(v) > MaxSocketPath:
+		return "", fmt.Errorf("%q is %d bytes long; a unix socket's path has room for %d: choose a shorter one", v, len(v), MaxSocketPath)
+	}
+	return filepath.Clean(v), nil
+}
+
+// MaxSocketPath is the longest path a unix socket address holds on Linux
+// (108 bytes with the terminating NUL).
+const MaxSocketPath = 107
+
+// ParseMetricsAddress checks a metrics address: HOST:PORT with a port from
+// 0 to 65535 (0 picks a free one, which the daemon logs), HOST an
+// address, a name or empty for every address.
+func ParseMetricsAddress(v string) (string, error) {
+	host, port, err := net.SplitHostPort(v)
+	if err != nil {
+		return "", fmt.Errorf("%q is not HOST:PORT: write for example 127.0.0.1:9560, or [::1]:9560", v)
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
+		return "", fmt.Errorf("port %q is not a number from 0 to 65535: write for example %s:9560", port, host)
+	}
+	return v, nil
+}
+
 // SourceOK reports whether a knock from src may count on d.
 func (d *Door) SourceOK(src netip.Addr) bool {
 	if d.Sources == nil {
@@ -194,6 +227,12 @@ type Config struct {
 	// LogFormat is how lines are written to the -v output and the
 	// LogFile: LogText (the zero value, knockd 0.8's lines) or LogJSON.
 	LogFormat LogFormat
+	// ControlSocket is the path of the unix socket that answers
+	// knockd --status and --revoke; empty means the daemon's default.
+	ControlSocket string
+	// MetricsAddress is the HOST:PORT where /metrics is served; empty
+	// means no metrics.
+	MetricsAddress string
 	// Doors are the knock sections in file order.
 	Doors []*Door
 	// Warnings are problems that do not stop start-up, such as a door

@@ -164,6 +164,8 @@ var keyDefs = map[string]keyDef{
 	"maxcommands":        {"MaxCommands", "maxcommands", optionKey, "16"},
 	"commandlimit":       {"CommandLimit", "commandlimit", optionKey, "60"},
 	"logformat":          {"LogFormat", "logformat", optionKey, "json"},
+	"controlsocket":      {"ControlSocket", "controlsocket", optionKey, "/run/knockd/knockd.sock"},
+	"metricsaddress":     {"MetricsAddress", "metricsaddress", optionKey, "127.0.0.1:9560"},
 	"sequence":           {"Sequence", "sequence", doorKey, "7000,8000:udp,9000"},
 	"one_time_sequences": {"One_Time_Sequences", "one_time_sequences", doorKey, "/etc/knockd/sequences.seq"},
 	"seq_timeout":        {"Seq_Timeout", "seq_timeout", doorKey, "25"},
@@ -270,6 +272,10 @@ func (b *builder) entry(s *section, ds *doorState, e entry) *Error {
 			err = fmt.Errorf("0 seconds would kill every command at once: give at least 1 (the default is %d)", int(DefaultCommandLimit/time.Second))
 		}
 		b.cfg.CommandLimit = time.Duration(sec) * time.Second
+	case "controlsocket":
+		b.cfg.ControlSocket, err = ParseControlSocket(v)
+	case "metricsaddress":
+		b.cfg.MetricsAddress, err = ParseMetricsAddress(v)
 
 	case "sequence":
 		ds.d.Sequence, err = ParseSequence(v)

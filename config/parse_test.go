@@ -186,6 +186,14 @@ func TestParseErrors(t *testing.T) {
 			2, "options", "CommandLimit", "0 seconds would kill every command at once"},
 		{"bad CommandLimit", "[options]\nCommandLimit = 1m\n",
 			2, "options", "CommandLimit", `"1m" is not a whole number of seconds`},
+		{"relative ControlSocket", "[options]\nControlSocket = knockd.sock\n",
+			2, "options", "ControlSocket", `"knockd.sock" is not an absolute path`},
+		{"long ControlSocket", "[options]\nControlSocket = /" + strings.Repeat("x", 120) + "\n",
+			2, "options", "ControlSocket", "a unix socket's path has room for 107"},
+		{"MetricsAddress without port", "[options]\nMetricsAddress = 127.0.0.1\n",
+			2, "options", "MetricsAddress", `"127.0.0.1" is not HOST:PORT`},
+		{"MetricsAddress bad port", "[options]\nMetricsAddress = :http\n",
+			2, "options", "MetricsAddress", `port "http" is not a number from 0 to 65535`},
 
 		// One-time sequences.
 		{"missing one-time file", "[openHello]\n\none_time_sequences = $DIR/nope.seq\n",
@@ -414,10 +422,12 @@ func TestParse(t *testing.T) {
 		{
 			name: "options and extensions",
 			conf: "[options]\nUseSyslog\nLogFile = /var/log/knockd.log\nPidFile = /run/knockd.pid\n" +
-				"Interface = eth0\nStateDir = /var/lib/knockd\nMaxAttempts = 5000\nMaxCommands = 4\nCommandLimit = 30\nLogFormat = JSON\n",
+				"Interface = eth0\nStateDir = /var/lib/knockd\nMaxAttempts = 5000\nMaxCommands = 4\nCommandLimit = 30\n" +
+				"ControlSocket = /run/k/k.sock\nMetricsAddress = [::1]:9560\nLogFormat = JSON\n",
 			want: &Config{
 				UseSyslog: true, LogFile: "/var/log/knockd.log", PidFile: "/run/knockd.pid",
 				Interface: "eth0", StateDir: "/var/lib/knockd", MaxAttempts: 5000, MaxCommands: 4, CommandLimit: 30 * time.Second,
+				ControlSocket: "/run/k/k.sock", MetricsAddress: "[::1]:9560",
 				LogFormat: LogJSON,
 			},
 		},
@@ -525,7 +535,7 @@ func TestSuggest(t *testing.T) {
 		{"usesyslogs", true, " (did you mean UseSyslog?)"},
 		{"pid_file", true, " (did you mean PidFile?)"},
 		{"logfile_", false, " (did you mean LogFile?)"},
-		{"xyzzy", true, "; the keys of [options] are CommandLimit, Interface, LogFile, LogFormat, MaxAttempts, MaxCommands, PidFile, StateDir, UseSyslog"},
+		{"xyzzy", true, "; the keys of [options] are CommandLimit, ControlSocket, Interface, LogFile, LogFormat, MaxAttempts, MaxCommands, MetricsAddress, PidFile, StateDir, UseSyslog"},
 	}
 	for _, tt := range tests {
 		if got := suggest(tt.key, tt.options); got != tt.want {

@@ -16,6 +16,7 @@ import (
 	"os"
 	osexec "os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -134,8 +135,9 @@ type doorQueue struct {
 type job struct {
 	door        string
 	start, stop string
+	src         netip.Addr
 	label       string
-	due         time.Time
+	since, due  time.Time
 }
 
 // pending is a stop command waiting for its time.
@@ -162,13 +164,26 @@ type pending struct {
 // records today, since the element in the kernel is its own durable
 // record; a record of a kind this version does not know is left alone.
 type record struct {
-	Door  string    `json:"door"`
-	Label string    `json:"label"`          // the knocker as log lines name it
-	Kind  string    `json:"kind"`           // KindCommand, KindNFT or KindIPSet; "" in older records means KindCommand
-	Cmd   string    `json:"cmd,omitempty"`  // valid iff Kind is KindCommand
-	Set   string    `json:"set,omitempty"`  // valid iff Kind is KindNFT ("inet knockd ssh4") or KindIPSet
-	Addr  string    `json:"addr,omitempty"` // valid iff Kind is KindNFT or KindIPSet
-	Due   time.Time `json:"due"`
+	Door  string     `json:"door"`
+	Src   netip.Addr `json:"src,omitzero"`   // the knocker; zero in the records of earlier versions
+	Label string     `json:"label"`          // the knocker as log lines name it
+	Kind  string     `json:"kind"`           // KindCommand, KindNFT or KindIPSet; "" in older records means KindCommand
+	Cmd   string     `json:"cmd,omitempty"`  // valid iff Kind is KindCommand
+	Set   string     `json:"set,omitempty"`  // valid iff Kind is KindNFT ("inet knockd ssh4") or KindIPSet
+	Addr  string     `json:"addr,omitempty"` // valid iff Kind is KindNFT or KindIPSet
+	Since time.Time  `json:"since,omitzero"` // the OPEN SESAME; zero in earlier records
+	Due   time.Time  `json:"due"`
+}
+
+// src returns the knocker: Src, or for a record of an earlier version the
+// address that begins its label.
+func (rec *record) src() netip.Addr {
+	if rec.Src.IsValid() {
+		return rec.Src
+	}
+	first, _, _ := strings.Cut(rec.Label, " ")
+	a, _ := netip.ParseAddr(first)
+	return a
 }
 
 // The kinds of opening a record closes.
@@ -320,7 +335,7 @@ func (r *Runner) Open(d *config.Door, src netip.Addr, label string, now time.Tim
 	if start == "" {
 		return
 	}
-	j := &job{door: d.Name, start: start, label: label}
+	j := &job{door: d.Name, start: start, src: src, label: label, since: now}
 	if stop != "" {
 		j.stop, j.due = stop, now.Add(d.CmdTimeout)
 		if r.opts.StateDir == "" && r.opts.StateIfPresent {
@@ -449,7 +464,7 @@ func (r *Runner) runStart(q *doorQueue, j *job) {
 		r.run(j.door, j.start, nil, false)
 		return
 	}
-	p := &pending{rec: record{Door: j.door, Label: j.label, Kind: KindCommand, Cmd: j.stop, Due: j.due}, startDone: make(chan struct{})}
+	p := &pending{rec: record{Door: j.door, Src: j.src, Label: j.label, Kind: KindCommand, Cmd: j.stop, Since: j.since, Due: j.due}, startDone: make(chan struct{})}
 	defer close(p.startDone)
 	var f *os.File
 	err := r.record(p)
@@ -488,21 +503,38 @@ func (r *Runner) schedule(p *pending) {
 
 // fire queues p's stop command once: when its time comes, or at Close.
 func (r *Runner) fire(p *pending, timedOut bool) {
+	why := ""
+	if timedOut {
+		why = "command timeout"
+	}
+	r.fireFor(p, why)
+}
+
+// fireFor is fire with the reason logged before the stop command runs
+// ("command timeout", "revoked"), or none. It reports whether it queued
+// the stop command: false when p had fired already.
+func (r *Runner) fireFor(p *pending, why string) bool {
 	r.mu.Lock()
 	if p.fired {
 		r.mu.Unlock()
-		return
+		return false
 	}
+	r.fireLocked(p, why)
+	r.mu.Unlock()
+	return true
+}
+
+// fireLocked is fireFor for a p not fired yet, with r.mu held.
+func (r *Runner) fireLocked(p *pending, why string) {
 	p.fired = true
 	delete(r.pending, p)
 	r.wg.Add(1)
-	r.mu.Unlock()
 	go func() {
 		defer r.wg.Done()
 		// The stop command undoes the start command: never overtake it.
 		<-p.startDone
-		if timedOut {
-			r.opts.Logf("%s", TimeoutLine(p.rec.Label, p.rec.Door))
+		if why != "" {
+			r.opts.Logf("%s", closingLine(p.rec.Label, p.rec.Door, why))
 		}
 		r.mu.Lock()
 		r.stops = append(r.stops, p)
@@ -913,5 +945,108 @@ func RunningLine(door, cmdline string) string {
 // and its stop command is due: "IP: door: command timeout", with the
 // knocker named by label.
 func TimeoutLine(label, door string) string {
-	return fmt.Sprintf("%s: %s: command timeout", label, door)
+	return closingLine(label, door, "command timeout")
+}
+
+// closingLine is the line logged as an opening closes before its time
+// is up or as it is: "IP: door: WHY" ("command timeout", "revoked").
+func closingLine(label, door, why string) string {
+	return fmt.Sprintf("%s: %s: %s", label, door, why)
+}
+
+// An Opening is a knocker's door held open by its start command, until
+// its stop command runs.
+type Opening struct {
+	Door  string     // the door's section
+	Src   netip.Addr // the knocker; invalid for a record of an earlier version naming none
+	Label string     // the knocker as log lines name it
+	// Since is the OPEN SESAME; zero for a record of an earlier version.
+	Since time.Time
+	// Until is when the stop command is due.
+	Until time.Time
+	// Stop is the stop command.
+	Stop string
+	// Waiting is true while the start command waits for a slot.
+	Waiting bool
+}
+
+// Pending lists the openings whose stop command has not been queued yet:
+// those whose start command waits for a slot or has run, oldest first.
+// Records recovered from an earlier run are listed once they have been
+// read.
+func (r *Runner) Pending() []Opening {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out []Opening
+	for _, q := range r.queues {
+		for _, j := range q.jobs {
+			if j.stop != "" {
+				out = append(out, Opening{Door: j.door, Src: j.src, Label: j.label, Since: j.since, Until: j.due, Stop: j.stop, Waiting: true})
+			}
+		}
+	}
+	for p := range r.pending {
+		if p.timer == nil || p.fired {
+			continue
+		}
+		out = append(out, Opening{Door: p.rec.Door, Src: p.rec.src(), Label: p.rec.Label, Since: p.rec.Since, Until: p.rec.Due, Stop: p.rec.Cmd})
+	}
+	slices.SortFunc(out, func(a, b Opening) int {
+		if c := a.Until.Compare(b.Until); c != 0 {
+			return c
+		}
+		return strings.Compare(a.Door, b.Door)
+	})
+	return out
+}
+
+// Revoke closes src's openings now, on door only unless door is empty:
+// each stop command is run at once (once: its timer no longer fires, and
+// its record is removed as it runs), after the line "LABEL: door:
+// revoked"; a start command still waiting for its slot is dropped
+// instead, with the same line. Revoke returns the openings it closed.
+func (r *Runner) Revoke(src netip.Addr, door string) []Opening {
+	src = src.Unmap()
+	r.mu.Lock()
+	var out []Opening
+	var dropped []*job
+	for _, q := range r.queues {
+		if door != "" && q.name != door {
+			continue
+		}
+		kept := q.jobs[:0]
+		for _, j := range q.jobs {
+			if j.src.Unmap() == src {
+				dropped = append(dropped, j)
+				out = append(out, Opening{Door: j.door, Src: j.src, Label: j.label, Since: j.since, Until: j.due, Stop: j.stop, Waiting: true})
+				continue
+			}
+			kept = append(kept, j)
+		}
+		clear(q.jobs[len(kept):])
+		q.jobs = kept
+	}
+	if len(dropped) > 0 {
+		r.waiting.Add(-int64(len(dropped)))
+		r.turns = slices.DeleteFunc(r.turns, func(q *doorQueue) bool {
+			if len(q.jobs) == 0 {
+				q.turn = false
+				return true
+			}
+			return false
+		})
+	}
+	for p := range r.pending {
+		if p.timer == nil || p.fired || p.rec.src().Unmap() != src || (door != "" && p.rec.Door != door) {
+			continue
+		}
+		p.timer.Stop()
+		out = append(out, Opening{Door: p.rec.Door, Src: p.rec.src(), Label: p.rec.Label, Since: p.rec.Since, Until: p.rec.Due, Stop: p.rec.Cmd})
+		r.fireLocked(p, "revoked")
+	}
+	r.mu.Unlock()
+	for _, j := range dropped {
+		r.opts.Logf("%s", closingLine(j.label, j.door, "revoked"))
+	}
+	return out
 }

@@ -217,3 +217,23 @@ func ipsetError(err error) error {
 	}
 	return err
 }
+
+// del removes addr from the ipset; an entry already gone (expired) is no
+// error.
+func (a *ipsetAdder) del(addr netip.Addr) error {
+	if a.h == nil {
+		h, err := ipsetHandle(a.netnsFd)
+		if err != nil {
+			return fmt.Errorf("opening netlink: %w", err)
+		}
+		a.h = h
+	}
+	err := a.h.IpsetDel(a.name, &netlink.IPSetEntry{IP: addr.AsSlice()})
+	if perr := permission(err); perr != nil {
+		return perr
+	}
+	if err != nil && (errors.Is(err, unix.ENOENT) || errors.Is(err, nl.IPSetError(nl.IPSET_ERR_EXIST))) {
+		return nil
+	}
+	return err
+}

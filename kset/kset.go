@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -41,6 +43,7 @@ type Sets struct {
 	opts    Options
 	mu      sync.Mutex
 	workers map[string]*worker // by use.what
+	live    map[liveKey]Element
 	closed  bool
 	wg      sync.WaitGroup
 	dropped atomic.Uint64
@@ -52,11 +55,28 @@ type Sets struct {
 	overLast time.Time
 }
 
-// addition is one knocker to add to a set.
+// addition is one knocker to add to a set, or to remove from it.
 type addition struct {
 	door, label string
 	addr        netip.Addr
 	timeout     time.Duration
+	remove      bool
+}
+
+// An Element is a knocker the daemon added to a door's set, as far as it
+// knows: the kernel removes it at Until by itself.
+type Element struct {
+	Door  string     // the door's section
+	Set   string     // how log lines name the set: "nft set inet filter knock" or "ipset knock"
+	Src   netip.Addr // the knocker
+	Label string     // the knocker as log lines name it
+	Since time.Time  // the OPEN SESAME
+	Until time.Time  // when the kernel removes it
+}
+
+type liveKey struct {
+	set, door string
+	addr      netip.Addr
 }
 
 // worker adds to one set.
@@ -91,6 +111,8 @@ type adder interface {
 	// refused with errPresent (ipset). Per-element failures come as
 	// elemErrors.
 	put([]element) error
+	// del removes an element; one already gone is no error.
+	del(netip.Addr) error
 }
 
 // errPresent is put's error for an element it was told is new and that
@@ -230,7 +252,7 @@ func New(doors []*config.Door, opts Options) (*Sets, error) {
 	if opts.Kernel == nil {
 		opts.Kernel = netKernel{opts.NetNSFd}
 	}
-	s := &Sets{opts: opts, workers: map[string]*worker{}}
+	s := &Sets{opts: opts, workers: map[string]*worker{}, live: map[liveKey]Element{}}
 	if err := s.Update(doors); err != nil {
 		return nil, err
 	}
@@ -290,6 +312,17 @@ func (s *Sets) Open(d *config.Door, src netip.Addr, label string, now time.Time)
 		}
 		select {
 		case w.q <- addition{door: d.Name, label: label, addr: src, timeout: d.CmdTimeout}:
+			s.mu.Lock()
+			if s.live == nil {
+				s.live = map[liveKey]Element{}
+			}
+			k := liveKey{w.what, d.Name, src}
+			until := now.Add(max(d.CmdTimeout, time.Second))
+			if e, ok := s.live[k]; ok && e.Until.After(until) {
+				until = e.Until // an opening never gets shorter
+			}
+			s.live[k] = Element{Door: d.Name, Set: w.what, Src: src, Label: label, Since: now, Until: until}
+			s.mu.Unlock()
 		default:
 			s.dropped.Add(1)
 			s.overflow(d.Name, w, src, now)
@@ -346,13 +379,69 @@ func (s *Sets) Close(ctx context.Context) error {
 	}
 }
 
-// run adds what arrives on w.q, everything waiting at once.
+// Pending lists the elements added and not yet expired, soonest to
+// expire first.
+func (s *Sets) Pending() []Element {
+	now := time.Now()
+	s.mu.Lock()
+	out := make([]Element, 0, len(s.live))
+	for k, e := range s.live {
+		if !e.Until.After(now) {
+			delete(s.live, k)
+			continue
+		}
+		out = append(out, e)
+	}
+	s.mu.Unlock()
+	slices.SortFunc(out, func(a, b Element) int {
+		if c := a.Until.Compare(b.Until); c != 0 {
+			return c
+		}
+		return strings.Compare(a.Door+a.Set, b.Door+b.Set)
+	})
+	return out
+}
+
+// Revoke removes src from the sets it was added to (by door only, unless
+// door is empty) and returns those elements. The worker of each set
+// removes it after what it is adding; a removal that fails is logged.
+func (s *Sets) Revoke(src netip.Addr, door string) []Element {
+	src = src.Unmap()
+	now := time.Now()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []Element
+	for k, e := range s.live {
+		if k.addr != src || (door != "" && k.door != door) {
+			continue
+		}
+		delete(s.live, k)
+		if !e.Until.After(now) {
+			continue
+		}
+		w := s.workers[k.set]
+		if w == nil || s.closed {
+			continue
+		}
+		select {
+		case w.q <- addition{door: k.door, label: e.Label, addr: src, remove: true}:
+			out = append(out, e)
+		default:
+			s.opts.Logf("%s: error: too many changes waiting for %s: %s not removed", k.door, w.what, src)
+		}
+	}
+	slices.SortFunc(out, func(a, b Element) int { return strings.Compare(a.Door+a.Set, b.Door+b.Set) })
+	return out
+}
+
+// run adds what arrives on w.q, everything waiting at once, and makes
+// the removals in their turn.
 func (s *Sets) run(w *worker) {
 	batch := make([]addition, 0, batchLen)
 	for first := range w.q {
 		batch = append(batch[:0], first)
 	more:
-		for len(batch) < batchLen {
+		for len(batch) < batchLen && !batch[len(batch)-1].remove {
 			select {
 			case x, ok := <-w.q:
 				if !ok {
@@ -363,7 +452,24 @@ func (s *Sets) run(w *worker) {
 				break more
 			}
 		}
-		s.add(w, batch)
+		var rm *addition
+		if x := batch[len(batch)-1]; x.remove {
+			rm = &x
+			batch = batch[:len(batch)-1]
+		}
+		if len(batch) > 0 {
+			s.add(w, batch)
+		}
+		if rm != nil {
+			// Forgotten first, so that a knock after the revoke adds it
+			// anew; a removal that fails has the set read again.
+			delete(w.known, rm.addr)
+			s.opts.Logf("%s: removing %s from %s", rm.door, rm.addr, w.what)
+			if err := w.a.del(rm.addr); err != nil {
+				w.seeded = false
+				s.opts.Logf("%s: error: could not remove %s from %s: %v", rm.door, rm.addr, w.what, err)
+			}
+		}
 	}
 }
 

@@ -178,3 +178,38 @@ func (a *nftAdder) put(elems []element) error {
 	}
 	return nil
 }
+
+// del removes addr from the set; an element already gone (expired) is no
+// error.
+func (a *nftAdder) del(addr netip.Addr) error {
+	if a.c == nil {
+		c, err := conn(a.netnsFd, true)
+		if err != nil {
+			return fmt.Errorf("opening netlink: %w", err)
+		}
+		a.c = c
+	}
+	typ := nftables.TypeIPAddr
+	if addr.Is6() {
+		typ = nftables.TypeIP6Addr
+	}
+	s := &nftables.Set{
+		Table:      &nftables.Table{Name: a.set.Table, Family: families[a.set.Family]},
+		Name:       a.set.Name,
+		KeyType:    typ,
+		HasTimeout: true,
+	}
+	if err := a.c.SetDeleteElements(s, []nftables.SetElement{{Key: addr.AsSlice()}}); err != nil {
+		return err
+	}
+	if err := a.c.Flush(); err != nil {
+		if perr := permission(err); perr != nil {
+			return perr
+		}
+		if errors.Is(err, unix.ENOENT) {
+			return nil
+		}
+		return err
+	}
+	return nil
+}

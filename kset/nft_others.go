@@ -24,3 +24,4 @@ func newAdder(use, int) adder { return unimplemented{} }
 
 func (unimplemented) left() (map[netip.Addr]time.Duration, error) { return nil, errUnimplemented }
 func (unimplemented) put([]element) error                         { return errUnimplemented }
+func (unimplemented) del(netip.Addr) error                        { return errUnimplemented }

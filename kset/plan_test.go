@@ -1,6 +1,7 @@
 package kset
 
 import (
+	"context"
 	"fmt"
 	"net/netip"
 	"slices"
@@ -72,6 +73,60 @@ func (f *fakeSet) put(es []element) error {
 		return errs
 	}
 	return nil
+}
+
+func (f *fakeSet) del(a netip.Addr) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	delete(f.now, a)
+	return nil
+}
+
+// TestRevokeThenKnock: a revoked knocker is removed from the set and
+// forgotten by the worker, so that knocking again puts it back at once
+// instead of being taken for an element with time left.
+func TestRevokeThenKnock(t *testing.T) {
+	var (
+		mu    sync.Mutex
+		lines []string
+	)
+	f := &fakeSet{now: map[netip.Addr]time.Duration{}}
+	s, err := New(nil, Options{Logf: func(format string, a ...any) {
+		mu.Lock()
+		defer mu.Unlock()
+		lines = append(lines, fmt.Sprintf(format, a...))
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := &worker{what: "nft set inet knockd ssh4", q: make(chan addition, queueLen), a: f}
+	s.workers[w.what] = w
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		s.run(w)
+	}()
+	d := &config.Door{Name: "ssh", CmdTimeout: time.Hour, NFTSet: config.NFTSet{Family: "inet", Table: "knockd", Name: "ssh4"}}
+	a := netip.MustParseAddr("198.18.0.2")
+	s.Open(d, a, "198.18.0.2", time.Now())
+	if got := s.Revoke(a, ""); len(got) != 1 || got[0].Door != "ssh" {
+		t.Fatalf("Revoke = %+v, want the ssh door's element", got)
+	}
+	s.Open(d, a, "198.18.0.2", time.Now())
+	if err := s.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if got := f.now[a]; got != time.Hour {
+		t.Errorf("after revoke and a new knock, %v has %v left in the set, want 1h", a, got)
+	}
+	want := []string{
+		"ssh: adding 198.18.0.2 to nft set inet knockd ssh4 for 3600 s",
+		"ssh: removing 198.18.0.2 from nft set inet knockd ssh4",
+		"ssh: adding 198.18.0.2 to nft set inet knockd ssh4 for 3600 s",
+	}
+	if diff := cmp.Diff(want, lines); diff != "" {
+		t.Errorf("log lines (-want +got):\n%s", diff)
+	}
 }
 
 // TestNeverShorter: a door with a short Cmd_Timeout sharing a set with a

@@ -9,11 +9,12 @@ import (
 
 // Loop runs a Matcher on its own goroutine: see Run.
 type Loop struct {
-	m    *Matcher
-	ctl  chan func(*Matcher)
-	done chan struct{} // closed when Run returns
-	now  func() time.Time
-	acts []Action
+	m     *Matcher
+	ctl   chan func(*Matcher)
+	done  chan struct{} // closed when Run returns
+	now   func() time.Time
+	acts  []Action
+	stats loopStats
 }
 
 // NewLoop returns a Loop around m. now is the clock used for timer
@@ -22,7 +23,9 @@ func NewLoop(m *Matcher, now func() time.Time) *Loop {
 	if now == nil {
 		now = time.Now
 	}
-	return &Loop{m: m, ctl: make(chan func(*Matcher)), done: make(chan struct{}), now: now}
+	l := &Loop{m: m, ctl: make(chan func(*Matcher)), done: make(chan struct{}), now: now}
+	l.stats.publish(m)
+	return l
 }
 
 // Do runs f on the loop's goroutine with the matcher, and waits for it.
@@ -85,6 +88,7 @@ func (l *Loop) Run(ctx context.Context, in <-chan *capture.Batch, emit func([]Ac
 		case f := <-l.ctl:
 			f(l.m)
 		}
+		l.stats.publish(l.m)
 		if len(l.acts) > 0 {
 			emit(l.acts)
 		}

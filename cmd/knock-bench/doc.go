@@ -159,10 +159,23 @@
 //     own (schedstat) from the crowd's first frame to then, and its
 //     reaped children's (cutime + cstime, 10 ms ticks): the shell
 //     commands; peak RSS is the daemon's VmHWM.
+//   - Metrics: after both daemons, ours alone is flooded again as in the
+//     flood phase, -metrics-rounds (2) times with metrics off and as many
+//     with --metrics on and /metrics scraped every second from inside
+//     the server's namespace, the order alternating from round to round
+//     (off, on; then on, off), each run a fresh daemon. The rows sum the
+//     rounds of each kind and give on/off for the share of the frames sent
+//     that were processed and for the CPU per packet processed. A scrape
+//     makes the daemon read PACKET_STATISTICS, which resets them, so the
+//     "on" runs take the packets processed and dropped from the daemon's
+//     own knockd_packets_total and knockd_packets_dropped_total (a scrape
+//     just before the flood, one after it has gone quiet) instead.
 //   - Matcher: go test -bench 'BenchmarkHandle|BenchmarkFlood' -benchmem
 //     -cpu 1 ./match/ (one core).
 //
 // Reading PACKET_STATISTICS resets the kernel's counters: the flood phase
 // reads them once before (to zero them) and once after. Neither daemon
-// reads them itself during a run, so nothing is taken from it.
+// reads them itself during a run (ours does when /metrics is scraped or
+// --status asked, which the bench does only in the metrics phase, see
+// above), so nothing is taken from it.
 package main

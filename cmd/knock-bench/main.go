@@ -52,11 +52,12 @@ type options struct {
 	surviveKnockers int
 	surviveWarmup   int
 
-	ksets        bool
-	ksetsOnly    bool
-	ksetCrowd    int
-	ksetCap      time.Duration
-	ksetOpenings int
+	ksets         bool
+	ksetsOnly     bool
+	ksetCrowd     int
+	ksetCap       time.Duration
+	ksetOpenings  int
+	metricsRounds int
 }
 
 func main() {
@@ -96,6 +97,7 @@ func main() {
 	flag.IntVar(&o.floodRate, "flood-rate", 0, "frames a second of the flood (0: as fast as the generator goes)")
 	flag.StringVar(&o.cpuprofile, "cpuprofile", "", "with -compare: each daemon writes a CPU profile ($KNOCKD_CPUPROFILE) into this directory, NAME-ROUND.pprof")
 	flag.StringVar(&o.cachegrind, "cachegrind", "", "with -compare: run each daemon under valgrind --tool=cachegrind and count the instructions of its whole run (start, flood, stop), per packet processed; its files go into this directory")
+	flag.IntVar(&o.metricsRounds, "metrics-rounds", 2, "rounds of the metrics phase: ours flooded with metrics off and with metrics on, scraped every second (0: no metrics phase)")
 	flag.Usage = func() {
 		fmt.Fprintf(flag.CommandLine.Output(), "usage: go run ./cmd/knock-bench [flags] (as root, from the module's root)\n\n")
 		flag.PrintDefaults()
@@ -119,7 +121,7 @@ func main() {
 	if flag.NArg() > 0 || o.rounds < 1 || o.floodRate < 0 || (o.only != "" && o.only != "knockd" && o.only != "ours") ||
 		o.floodPackets < 1 || o.legit < 0 || o.latency < 1 || o.seqTimeout < 1 ||
 		o.storm < 0 || o.stormRate < 1 || o.stormKnocks < 1 || o.stormKnocks > 200 || o.stormWait <= 0 ||
-		o.surviveKnockers < 1 || o.surviveWarmup < 0 || o.surviveKnockers*len(o.surviveGaps) > 3000 ||
+		o.surviveKnockers < 1 || o.surviveWarmup < 0 || o.metricsRounds < 0 || o.surviveKnockers*len(o.surviveGaps) > 3000 ||
 		o.ksetCrowd < 1 || o.ksetCrowd > 65000 || o.ksetCap <= 0 || o.ksetCap > time.Minute || o.ksetOpenings < 1 || o.ksetOpenings > 500 {
 		flag.Usage()
 		os.Exit(2)
@@ -237,6 +239,11 @@ func run(ctx context.Context, o options) (err error) {
 			r.knockd = res
 		} else {
 			r.ours = res
+		}
+	}
+	if o.metricsRounds > 0 && o.only != "knockd" {
+		if r.metrics, err = metricsCost(ctx, o, e, o.ours); err != nil {
+			return fmt.Errorf("metrics phase: %w", err)
 		}
 	}
 	if o.ksets {

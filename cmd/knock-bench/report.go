@@ -26,7 +26,8 @@ type report struct {
 	// avoid.
 	shell   []time.Duration
 	matcher []benchLine
-	ksets   []*ksetResult // the kernel-set phase's variants; nil if not run
+	ksets   []*ksetResult  // the kernel-set phase's variants; nil if not run
+	metrics *metricsResult // nil when skipped
 }
 
 // row is one line of the table. Empty cells print as "—".
@@ -190,6 +191,7 @@ func (r *report) print(w io.Writer) {
 	add(fmt.Sprintf("Idle %v: wake-ups (context switches, all threads)", o.idle), k, u, ratioOf(func(x *result) (float64, bool) { return float64(x.idleWakeups), true }), "0", met)
 
 	r.secondRows(add)
+	r.metricsRows(add)
 
 	// Matcher: per event (Handle), and in batches as the daemon calls it
 	// (HandleBatch).

@@ -63,6 +63,12 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 			&cli.StringFlag{Name: "state-dir", Category: cmdline.AddedCategory, Usage: "keep pending stop commands in `dir` (default: StateDir in the config, else a directory named after the config file under $STATE_DIRECTORY, /var/lib/knockd for root, or ~/.local/state/knockd)"},
 			&cli.StringFlag{Name: "log-format", Category: cmdline.AddedCategory, Usage: "write the -v, -D and LogFile lines as `fmt`: text (default: LogFormat in the config, else text) or json (one object per line; syslog keeps the text)"},
 			&cli.StringFlag{Name: "replay", Category: cmdline.AddedCategory, Usage: "read the knocks of a pcap or pcapng `file` (tcpdump -w) and print what the daemon would log, in the capture's time; runs nothing, writes nothing, needs no privileges"},
+			&cli.StringFlag{Name: "control", Category: cmdline.AddedCategory, Usage: "the control socket is `path` (default: ControlSocket in the config, else one named after the config file under $RUNTIME_DIRECTORY, /run/knockd for root, or $XDG_RUNTIME_DIR/knockd)"},
+			&cli.StringFlag{Name: "metrics", Category: cmdline.AddedCategory, Usage: "serve Prometheus metrics at http://`addr`/metrics, addr being host:port (default: MetricsAddress in the config, else none)"},
+			&cli.BoolFlag{Name: "status", Category: cmdline.AddedCategory, Usage: "ask the running knockd for its doors, openings, attempts and counters, and exit"},
+			&cli.BoolFlag{Name: "json", Category: cmdline.AddedCategory, Usage: "with --status: print one JSON document"},
+			&cli.StringFlag{Name: "revoke", Category: cmdline.AddedCategory, Usage: "close the openings of `ip` now (running their stop commands), and exit"},
+			&cli.StringFlag{Name: "door", Category: cmdline.AddedCategory, Usage: "with --revoke: only on the door `name`d"},
 			&cli.BoolFlag{Name: "version", Aliases: []string{"V"}, Usage: "display version"},
 			&cli.BoolFlag{Name: "help", Aliases: []string{"h"}, Usage: "this help"},
 		},
@@ -117,6 +123,32 @@ func action(c *cli.Context) error {
 	for _, a := range c.Args().Slice() {
 		fmt.Fprintf(c.App.ErrWriter, "knockd: warning: ignoring argument %q: knockd takes options only\n", a)
 	}
+	if c.Bool("status") || c.IsSet("revoke") {
+		if c.IsSet("config") && c.String("config") == "" {
+			return cli.Exit(`knockd: -c "": no configuration file named (give its path, or leave -c out for /etc/knockd.conf)`, 1)
+		}
+		if c.IsSet("revoke") && c.String("revoke") == "" {
+			return cli.Exit(`knockd: --revoke "": give the knocker's IP address`, 1)
+		}
+		err := knockd.Client(knockd.ClientOptions{
+			ConfigPath: c.String("config"),
+			Control:    c.String("control"),
+			JSON:       c.Bool("json"),
+			Revoke:     c.String("revoke"),
+			Door:       c.String("door"),
+			Stdout:     c.App.Writer,
+		})
+		if err != nil {
+			return cli.Exit("knockd: "+err.Error(), 1)
+		}
+		return nil
+	}
+	switch {
+	case c.Bool("json"):
+		return cli.Exit("knockd: --json goes with --status", 1)
+	case c.IsSet("door"):
+		return cli.Exit("knockd: --door goes with --revoke", 1)
+	}
 	opts := knockd.Options{
 		ConfigPath: c.String("config"),
 		Interface:  c.String("interface"),
@@ -132,6 +164,8 @@ func action(c *cli.Context) error {
 		Check:      c.Bool("check"),
 		LogFormat:  c.String("log-format"),
 		Replay:     c.String("replay"),
+		Control:    c.String("control"),
+		Metrics:    c.String("metrics"),
 	}
 	if c.IsSet("replay") && opts.Replay == "" {
 		return cli.Exit(`knockd: --replay "": no capture file named (give the file tcpdump -w wrote)`, 1)

@@ -61,6 +61,12 @@ options:
       --state-dir <dir>  keep pending stop commands in dir (default: StateDir in the config, else a directory named after the config file under $STATE_DIRECTORY, /var/lib/knockd for root, or ~/.local/state/knockd)
       --log-format <fmt>  write the -v, -D and LogFile lines as fmt: text (default: LogFormat in the config, else text) or json (one object per line; syslog keeps the text)
       --replay <file>    read the knocks of a pcap or pcapng file (tcpdump -w) and print what the daemon would log, in the capture's time; runs nothing, writes nothing, needs no privileges
+      --control <path>   the control socket is path (default: ControlSocket in the config, else one named after the config file under $RUNTIME_DIRECTORY, /run/knockd for root, or $XDG_RUNTIME_DIR/knockd)
+      --metrics <addr>   serve Prometheus metrics at http://addr/metrics, addr being host:port (default: MetricsAddress in the config, else none)
+      --status           ask the running knockd for its doors, openings, attempts and counters, and exit
+      --json             with --status: print one JSON document
+      --revoke <ip>      close the openings of ip now (running their stop commands), and exit
+      --door <name>      with --revoke: only on the door named
   -V, --version          display version
   -h, --help             this help
 
@@ -74,8 +80,8 @@ func to08(s string) string {
 		switch {
 		case strings.HasPrefix(line, "  -i, "):
 			line = "  -i, --interface <int>  network interface to listen on (default \"eth0\")\n"
-		case strings.HasPrefix(line, "  -t, --check "), strings.HasPrefix(line, "      --backend "), strings.HasPrefix(line, "      --state-dir "),
-			strings.HasPrefix(line, "      --log-format "), strings.HasPrefix(line, "      --replay "):
+		case strings.HasPrefix(line, "  -t, --check "), strings.HasPrefix(line, "      --"):
+			// Ours: every added option without a short form.
 			continue
 		}
 		b.WriteString(line)

@@ -47,6 +47,8 @@ var directives = map[string]string{
 	"NFT_Set_6":          "The same for an IPv6 knocker (such as `inet knockd ssh6`). Not in knockd 0.8.",
 	"IPSet":              "Add an IPv4 knocker to the ipset *name* (hash:ip, created with `timeout`) for **Cmd_Timeout** seconds. Needs CAP_NET_ADMIN. Not in knockd 0.8.",
 	"IPSet_6":            "The same for an IPv6 knocker (an ipset of family inet6). Not in knockd 0.8.",
+	"ControlSocket":      "The path of the control socket that answers **--status** and **--revoke**: mode 0600, answering only knockd's own uid and root. The default is named after the configuration file, under `$RUNTIME_DIRECTORY`, `/run/knockd` for root, or `$XDG_RUNTIME_DIR/knockd`. **--control** wins over it. Read at start only. Not in knockd 0.8.",
+	"MetricsAddress":     "Serve Prometheus metrics (`knockd_*`, the Go runtime's and the process's) at http://*host:port*/metrics; off by default. **--metrics** wins over it. Read at start only. Not in knockd 0.8.",
 	"LogFormat":          "`text` (the default: knockd 0.8's lines) or `json`: each line of the **-v** output and of the LogFile as one JSON object with `time`, `event`, `msg` and, for a knock, `door`, `src` and `stage`. Syslog keeps the text form. **--log-format** wins over it. Not in knockd 0.8.",
 	"Sequence_Secret":    "Derive the door's sequence from the base32 secret in *file* and the time (an HMAC-SHA256 of the step counter, as RFC 6238 counts it): the sequences of the previous, current and next step open the door, each once only, from any source, across restarts (the used steps are kept in the state directory). The file must not be readable by group or others. Instead of **Sequence** or **One_Time_Sequences**. Not in knockd 0.8.",
 	"Sequence_Length":    "With **Sequence_Secret**: the knocks in a sequence (default 3, at most 32). Not in knockd 0.8.",
@@ -64,7 +66,7 @@ var directiveValues = map[string]string{
 	"Stop_Command": "command", "Stop_Command_6": "command", "Cmd_Timeout": "seconds",
 	"Target": "address", "Source": "prefixes", "NFT_Set": "family table set",
 	"NFT_Set_6": "family table set", "IPSet": "name", "IPSet_6": "name",
-	"LogFormat": "text|json", "Sequence_Secret": "file", "Sequence_Length": "n",
+	"ControlSocket": "path", "MetricsAddress": "host:port", "LogFormat": "text|json", "Sequence_Secret": "file", "Sequence_Length": "n",
 	"Sequence_Ports": "low-high", "Sequence_Step": "seconds", "Sequence_Proto": "tcp|udp",
 }
 
@@ -244,6 +246,10 @@ func completion() cmddoc.Completion {
 			"backend":    cmddoc.Words(knockd.BackendNames()...),
 			"log-format": cmddoc.Words("text", "json"),
 			"replay":     cmddoc.Files,
+			"control":    cmddoc.Files,
+			"metrics":    cmddoc.Anything,
+			"revoke":     cmddoc.Anything,
+			"door":       cmddoc.Anything,
 		},
 	}
 }

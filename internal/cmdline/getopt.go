@@ -27,7 +27,8 @@ type Opt struct {
 	// Added marks an option knockd 0.8 or knock 0.8 does not have (its
 	// cli.Flag's Category is AddedCategory). A prefix that is ambiguous
 	// only because of added options means the 0.8 option, as it did in
-	// 0.8: "--c" stays "--config" beside "--check".
+	// 0.8: "--c" stays "--config" beside "--check"; and one ambiguous
+	// among 0.8's options lists those only, as 0.8 did.
 	Added bool
 }
 
@@ -218,6 +219,11 @@ func findLong(tab []Opt, arg, name string) (Opt, string, error) {
 	}
 	if len(old) == 1 {
 		return old[0].o, old[0].long, nil
+	}
+	// A prefix ambiguous in 0.8 gets 0.8's message, whatever was added
+	// since ("--d": '--daemon' '--debug', not '--door').
+	if len(old) > 1 {
+		matches = old
 	}
 	var b strings.Builder
 	fmt.Fprintf(&b, "option '%s' is ambiguous; possibilities:", arg)

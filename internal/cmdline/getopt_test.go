@@ -102,7 +102,7 @@ func TestNormalize(t *testing.T) {
 		{args: "---v", wantErr: "unrecognized option '---v'"},
 		{args: "--d", wantErr: "option '--d' is ambiguous; possibilities: '--daemon' '--debug'"},
 		{args: "--de=1", wantErr: "option '--debug' doesn't allow an argument"},
-		{args: "--=x", wantErr: "option '--=x' is ambiguous; possibilities: '--interface' '--daemon' '--config' '--debug' '--verbose' '--only-ip-v4' '--check' '--state-dir' '--version' '--help' '--timeout'"},
+		{args: "--=x", wantErr: "option '--=x' is ambiguous; possibilities: '--interface' '--daemon' '--config' '--debug' '--verbose' '--only-ip-v4' '--version' '--help' '--timeout'"},
 		{args: "--ver", wantErr: "option '--ver' is ambiguous; possibilities: '--verbose' '--version'"},
 		// Ambiguous only with an added option: 0.8's meaning stays.
 		{args: "--c /x", want: "--config=/x --"},

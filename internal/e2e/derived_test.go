@@ -184,15 +184,6 @@ func derivedCase(t *testing.T, backend, proto string) {
 	}
 }
 
-func readFile(t *testing.T, path string) string {
-	t.Helper()
-	b, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return string(b)
-}
-
 func hasPrefix(ents []os.DirEntry, prefix string) bool {
 	for _, e := range ents {
 		if strings.HasPrefix(e.Name(), prefix) {

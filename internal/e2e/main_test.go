@@ -201,6 +201,17 @@ func waitFile(t *testing.T, path, want string) string {
 	}
 }
 
+// readFile returns the file's content, "" for a file that does not
+// exist (yet).
+func readFile(t *testing.T, path string) string {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil && !os.IsNotExist(err) {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
 func writeFile(t *testing.T, path, content string) {
 	t.Helper()
 	if err := os.WriteFile(path, []byte(content), 0o644); err != nil {

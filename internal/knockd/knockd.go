@@ -19,7 +19,9 @@ import (
 	"github.com/knock-go/knock/capture"
 	"github.com/knock-go/knock/config"
 	"github.com/knock-go/knock/exec"
+	"github.com/knock-go/knock/internal/control"
 	"github.com/knock-go/knock/internal/klog"
+	"github.com/knock-go/knock/internal/sdnotify"
 	"github.com/knock-go/knock/kset"
 	"github.com/knock-go/knock/match"
 )
@@ -44,7 +46,13 @@ type Options struct {
 	LogFormat string
 	// Replay is --replay: the capture file to replay instead of
 	// capturing; see replay.
-	Replay string
+	Replay  string
+	Control string // --control: the control socket; wins over ControlSocket
+	Metrics string // --metrics: HOST:PORT for /metrics; wins over MetricsAddress
+
+	// NotifySocket is systemd's notification socket; empty means
+	// $NOTIFY_SOCKET.
+	NotifySocket string
 
 	// SyslogPath is the system logger's socket, for tests; empty means
 	// /dev/log.
@@ -116,7 +124,23 @@ type daemon struct {
 	names       *names
 	flood       *floodGate
 	evicted     uint64 // the matcher's evictions already summarised
+
+	cfgMu   sync.Mutex // guards cfg for other goroutines than serve's
+	ctl     *control.Server
+	metrics *metrics
+	count   *counters
+	notify  *sdnotify.Notifier
+	started time.Time
 }
+
+// config returns the configuration in force; safe on any goroutine.
+func (d *daemon) config() *config.Config {
+	d.cfgMu.Lock()
+	defer d.cfgMu.Unlock()
+	return d.cfg
+}
+
+var zeroSet config.NFTSet
 
 func start(opts Options) (*daemon, error) {
 	if opts.Stdout == nil {
@@ -132,7 +156,12 @@ func start(opts Options) (*daemon, error) {
 	if err != nil {
 		return nil, err
 	}
-	d := &daemon{opts: opts, cfg: cfg}
+	d := &daemon{opts: opts, cfg: cfg, count: newCounters(), started: time.Now()}
+	if opts.NotifySocket != "" {
+		d.notify = sdnotify.New(opts.NotifySocket)
+	} else {
+		d.notify = sdnotify.FromEnv()
+	}
 
 	json, err := d.jsonLogs(cfg)
 	if err != nil {
@@ -205,6 +234,20 @@ func start(opts Options) (*daemon, error) {
 		return fail(err)
 	}
 	d.dump(spec)
+	// The control socket and the metrics port are opened with the
+	// capture's sockets: a daemon that started answers on them.
+	if err := d.openControl(); err == nil {
+		err = d.openMetrics()
+	}
+	if err != nil {
+		d.src.Close()
+		if d.ctl != nil {
+			d.ctl.Close()
+		}
+		d.sets.Close(context.Background())
+		d.runner.Close(context.Background())
+		return fail(err)
+	}
 	d.warnUnsupported(cfg.Doors)
 	d.warnMissingInterfaces(ifaces)
 	if n, err := d.runner.Recover(); err != nil {
@@ -323,6 +366,27 @@ func (d *daemon) serve(ctx context.Context) error {
 
 	var wg sync.WaitGroup
 	var srcErr error
+	if d.ctl != nil {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			d.ctl.Serve(runCtx, d)
+		}()
+	}
+	if d.metrics != nil {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			d.metrics.serve()
+		}()
+	}
+	if iv, ok := sdnotify.WatchdogInterval(); ok && d.notify != nil {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			d.watchdog(runCtx, iv)
+		}()
+	}
 	wg.Add(3)
 	go func() {
 		defer wg.Done()
@@ -341,17 +405,27 @@ func (d *daemon) serve(ctx context.Context) error {
 		d.act()
 	}()
 
+	d.notify.Ready(d.summary())
 	for done := false; !done; {
 		select {
 		case <-runCtx.Done():
 			done = true
 		case <-d.opts.Reload:
+			d.notify.Reloading()
 			d.reload(runCtx)
+			d.notify.Ready(d.summary())
 		}
+	}
+	d.notify.Stopping()
+	if d.metrics != nil {
+		d.metrics.close()
 	}
 	stop()
 	d.names.close()
 	wg.Wait()
+	if d.ctl != nil {
+		d.ctl.Close()
+	}
 	d.src.Close()
 	d.flood.close()
 
@@ -374,6 +448,7 @@ func (d *daemon) serve(ctx context.Context) error {
 // emit runs on the matcher's goroutine: it thins out stage and timeout
 // lines under a flood and hands the rest to act without blocking on DNS or commands.
 func (d *daemon) emit(acts []match.Action) {
+	d.count.count(acts)
 	for _, a := range acts {
 		switch {
 		case a.Kind == match.Stage && !d.flood.allow(stageLines),
@@ -472,8 +547,8 @@ func (d *daemon) spec(doors []*config.Door) capture.Spec {
 // rotation); a good one replaces the doors at once: attempts in progress
 // on unchanged doors go on, the others end. Of [options], LogFile,
 // UseSyslog, Interface, MaxAttempts, MaxCommands and CommandLimit take
-// effect; those that cannot change while running are logged, one line
-// each.
+// effect; those that cannot change while running (PidFile, StateDir,
+// ControlSocket, MetricsAddress) are logged, one line each.
 func (d *daemon) reload(ctx context.Context) {
 	d.log.Log("re-reading config file: %s", d.opts.ConfigPath)
 	cfg, err := config.Load(d.opts.ConfigPath)
@@ -527,7 +602,9 @@ func (d *daemon) reload(ctx context.Context) {
 		d.do(a, nil)
 	}
 	old := d.cfg
+	d.cfgMu.Lock()
 	d.cfg = cfg
+	d.cfgMu.Unlock()
 	if json, err := d.jsonLogs(cfg); err == nil {
 		d.log.SetJSON(json)
 	}
@@ -542,6 +619,8 @@ func (d *daemon) reload(ctx context.Context) {
 		d.fixed("PidFile", d.opts.PidFile, old.PidFile, cfg.PidFile, config.DefaultPidFile)
 	}
 	d.fixed("StateDir", d.opts.StateDir, old.StateDir, cfg.StateDir, "the default state directory")
+	d.fixed("ControlSocket", d.opts.Control, old.ControlSocket, cfg.ControlSocket, "the default control socket")
+	d.fixed("MetricsAddress", d.opts.Metrics, old.MetricsAddress, cfg.MetricsAddress, "no metrics")
 	d.runner.SetLimits(cfg.MaxCommands, cfg.CommandLimit)
 	d.warnUnsupported(cfg.Doors)
 }
@@ -588,4 +667,33 @@ func listening(iface string) string {
 		return "any"
 	}
 	return iface
+}
+
+// summary is the status line systemd shows: the doors, the backend, and
+// what is open.
+func (d *daemon) summary() string {
+	cfg := d.config()
+	return fmt.Sprintf("%d door(s) on %s (%s backend); %d opening(s) pending, %d attempt(s) in progress",
+		len(cfg.Doors), listening(d.iface), d.src.Name(), len(d.runner.Pending())+len(d.sets.Pending()), d.loop.Stats().InProgress)
+}
+
+// watchdog tells systemd every interval that the daemon is alive: that
+// the matcher still takes work, which a hung matcher would not.
+func (d *daemon) watchdog(ctx context.Context, interval time.Duration) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		pctx, cancel := context.WithTimeout(ctx, interval)
+		alive := d.loop.Do(pctx, func(*match.Matcher) {})
+		cancel()
+		if alive {
+			d.notify.Watchdog()
+			d.notify.Status(d.summary())
+		}
+	}
 }

@@ -64,6 +64,10 @@ func runDaemon(t *testing.T, conf string, opts Options) *testDaemon {
 	if opts.StateDir == "" && !strings.Contains(conf, "StateDir") {
 		opts.StateDir = filepath.Join(d.dir, "state")
 	}
+	if opts.Control == "" && !strings.Contains(conf, "ControlSocket") {
+		// Not the default, in /run/knockd for root: the test's own.
+		opts.Control = filepath.Join(d.dir, "control.sock")
+	}
 	ready := make(chan error, 1)
 	opts.Ready = func(err error) { ready <- err }
 	ctx, cancel := context.WithCancel(context.Background())
@@ -327,5 +331,15 @@ func TestReloadNamesFixedOptions(t *testing.T) {
 	d.sighup("[options]\n\tPidFile = %[2]s/b.pid\n\tStateDir = %[2]s/s2\n" + door)
 	if got := d.stderr.String(); got != want {
 		t.Errorf("stderr after a reload with no change:\n%s\nwant:\n%s", got, want)
+	}
+}
+
+func TestReloadNamesFixedWatchOptions(t *testing.T) {
+	t.Parallel()
+	d := runDaemon(t, "[options]\n\tMetricsAddress = 127.0.0.1:0\n"+door, Options{})
+	d.sighup("[options]\n\tMetricsAddress = 127.0.0.1:9\n\tControlSocket = %[2]s/other.sock\n" + door)
+	want := "reload: MetricsAddress cannot change while running; restart knockd to use 127.0.0.1:9\n"
+	if got := d.stderr.String(); got != want {
+		t.Errorf("stderr:\n%s\nwant (ControlSocket is set by the flag, which wins):\n%s", got, want)
 	}
 }
