@@ -132,7 +132,19 @@ func (c *checker) options() {
 		{"Interface", iface},
 		{"MaxAttempts", count(c.cfg.MaxAttempts, match.DefaultMaxAttempts)},
 		{"MaxCommands", count(c.cfg.MaxCommands, exec.DefaultMaxRunning)},
+		{"ControlSocket", c.controlSocket()},
+		{"MetricsAddress", orDefault(orDefault(c.opts.Metrics, c.cfg.MetricsAddress), "none (metrics off)")},
 	})
+}
+
+// controlSocket describes where --status and --revoke will find the
+// daemon.
+func (c *checker) controlSocket() string {
+	path, err := ControlPath(c.opts.Control, c.cfg, c.opts.ConfigPath)
+	if err != nil {
+		return "none: " + err.Error()
+	}
+	return path + " (mode 0600; answers this uid and root)"
 }
 
 // logFormat describes the form of the -v and LogFile lines.

@@ -115,8 +115,15 @@ func (d *daemon) Status() *control.Status {
 func (d *daemon) doorStatus(dr *config.Door) control.Door {
 	cd := control.Door{Name: dr.Name, Kind: "sequence", Sequence: knocks(dr.Sequence),
 		SeqTimeout: int64(dr.SeqTimeout / time.Second), CmdTimeout: int64(dr.CmdTimeout / time.Second)}
-	if dr.OneTimeFile != "" {
+	switch {
+	case dr.OneTimeFile != "":
 		cd.Kind = "one-time"
+	case dr.SecretFile != "":
+		// The sequence changes with the step; say how, not which, so
+		// that --status tells nobody the current one.
+		p := dr.Derive
+		cd.Kind = "derived"
+		cd.Sequence = fmt.Sprintf("%d %s knocks from %d-%d, every %d s", p.Length, p.Proto, p.Low, p.High, int64(p.Step/time.Second))
 	}
 	if dr.StartCommand != "" || dr.StartCommand6 != "" {
 		cd.Opens = append(cd.Opens, "commands")
