@@ -100,20 +100,7 @@ func TestGenerated(t *testing.T) {
 
 func checkGenerated(t *testing.T, rel string, got []byte) {
 	t.Helper()
-	path := filepath.Join("..", "..", "packaging", filepath.FromSlash(rel))
-	if *update {
-		if err := os.WriteFile(path, got, 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (generate it: go test ./cmd/... -run Generated -update)", err)
-	}
-	if string(want) != string(got) {
-		t.Errorf("packaging/%s is not what knock's flags generate: run go test ./cmd/... -run Generated -update, and commit the result", rel)
-	}
+	cmddoc.CheckGenerated(t, *update, "knock", rel, got)
 }
 
 // TestBashCompletion runs the generated completion in bash: every flag

@@ -35,7 +35,7 @@ func options(app *cli.App) []option {
 			}
 		}
 		if d, ok := f.(cli.DocGenerationFlag); ok {
-			o.placeholder, o.usage = unquote(d.GetUsage())
+			o.placeholder, o.usage = cmdline.UnquoteUsage(d.GetUsage())
 			if d.TakesValue() {
 				if o.placeholder == "" {
 					o.placeholder = "value"
@@ -55,19 +55,4 @@ func options(app *cli.App) []option {
 		opts = append(opts, o)
 	}
 	return opts
-}
-
-// unquote splits a Usage as urfave/cli does: the first word between
-// backquotes names the value.
-func unquote(usage string) (name, text string) {
-	i := strings.IndexByte(usage, '`')
-	if i < 0 {
-		return "", usage
-	}
-	j := strings.IndexByte(usage[i+1:], '`')
-	if j < 0 {
-		return "", usage
-	}
-	name = usage[i+1 : i+1+j]
-	return name, usage[:i] + name + usage[i+1+j+1:]
 }

@@ -49,7 +49,7 @@ func usageLine(f cli.Flag, column int) string {
 	}
 	var text string
 	if v, ok := f.(cli.DocGenerationFlag); ok {
-		placeholder, usage := unquoteUsage(v.GetUsage())
+		placeholder, usage := UnquoteUsage(v.GetUsage())
 		if placeholder != "" && v.TakesValue() {
 			if !strings.HasPrefix(placeholder, "<") {
 				placeholder = "<" + placeholder + ">"
@@ -70,10 +70,10 @@ func usageLine(f cli.Flag, column int) string {
 	return b.String()
 }
 
-// unquoteUsage splits a flag's Usage as urfave/cli reads it: the first
+// UnquoteUsage splits a flag's Usage as urfave/cli reads it: the first
 // word between backquotes names the value, and the text keeps the word
 // without its backquotes.
-func unquoteUsage(usage string) (name, text string) {
+func UnquoteUsage(usage string) (name, text string) {
 	i := strings.IndexByte(usage, '`')
 	if i < 0 {
 		return "", usage

@@ -142,7 +142,9 @@ func (d *daemon) config() *config.Config {
 
 var zeroSet config.NFTSet
 
-func start(opts Options) (*daemon, error) {
+// withDefaults fills in the options left empty: standard output and
+// error, and knockd's default configuration file.
+func (opts Options) withDefaults() Options {
 	if opts.Stdout == nil {
 		opts.Stdout = os.Stdout
 	}
@@ -152,6 +154,11 @@ func start(opts Options) (*daemon, error) {
 	if opts.ConfigPath == "" {
 		opts.ConfigPath = "/etc/knockd.conf"
 	}
+	return opts
+}
+
+func start(opts Options) (*daemon, error) {
+	opts = opts.withDefaults()
 	cfg, err := config.Load(opts.ConfigPath)
 	if err != nil {
 		return nil, err

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"net/netip"
-	"os"
 	"time"
 
 	"github.com/knock-go/knock/config"
@@ -26,15 +25,7 @@ import (
 // say which would), one-time files are read and never marked, and no
 // state directory, pid file, log file or syslog is used.
 func replayRun(ctx context.Context, opts Options) error {
-	if opts.Stdout == nil {
-		opts.Stdout = os.Stdout
-	}
-	if opts.Stderr == nil {
-		opts.Stderr = os.Stderr
-	}
-	if opts.ConfigPath == "" {
-		opts.ConfigPath = "/etc/knockd.conf"
-	}
+	opts = opts.withDefaults()
 	cfg, err := config.Load(opts.ConfigPath)
 	if err != nil {
 		return err
