@@ -1,11 +1,9 @@
 package e2e
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"os"
@@ -18,10 +16,9 @@ import (
 	"time"
 
 	dto "github.com/prometheus/client_model/go"
-	"github.com/prometheus/common/expfmt"
-	"github.com/prometheus/common/model"
 
 	"github.com/knock-go/knock/internal/control"
+	"github.com/knock-go/knock/internal/metricstest"
 	"github.com/knock-go/knock/internal/netlab"
 )
 
@@ -58,45 +55,7 @@ func scrapeIn(t *testing.T, ns *netlab.Netns, addr string) map[string]*dto.Metri
 		return c, err
 	}}
 	defer tr.CloseIdleConnections()
-	resp, err := (&http.Client{Transport: tr, Timeout: 10 * time.Second}).Get("http://" + addr + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(resp.Body)
-	p := expfmt.NewTextParser(model.UTF8Validation)
-	fams, err := p.TextToMetricFamilies(bytes.NewReader(body))
-	if err != nil {
-		t.Fatalf("parsing /metrics: %v\n%s", err, body)
-	}
-	return fams
-}
-
-// metric returns the value of name's series that has the labels given.
-func metric(fams map[string]*dto.MetricFamily, name string, labels ...string) (float64, bool) {
-	f := fams[name]
-	if f == nil {
-		return 0, false
-	}
-next:
-	for _, m := range f.Metric {
-		have := map[string]string{}
-		for _, l := range m.Label {
-			have[l.GetName()] = l.GetValue()
-		}
-		for i := 0; i+1 < len(labels); i += 2 {
-			if have[labels[i]] != labels[i+1] {
-				continue next
-			}
-		}
-		switch {
-		case m.Counter != nil:
-			return m.Counter.GetValue(), true
-		case m.Gauge != nil:
-			return m.Gauge.GetValue(), true
-		}
-	}
-	return 0, false
+	return metricstest.Get(t, &http.Client{Transport: tr, Timeout: 10 * time.Second}, "http://"+addr+"/metrics")
 }
 
 // TestWatchStatusRevokeMetrics: knockd on the raw backend in a namespace,
@@ -185,7 +144,7 @@ func TestWatchStatusRevokeMetrics(t *testing.T) {
 		{"knockd_attempts_in_progress", nil, 0, 0},
 		{"knockd_commands_total", []string{"result", "started"}, 1, 1},
 	} {
-		if v, ok := metric(fams, c.name, c.labels...); !ok || v < c.min || v > c.max {
+		if v, ok := metricstest.Value(fams, c.name, c.labels...); !ok || v < c.min || v > c.max {
 			t.Errorf("%s%v = %v (present %v), want %v..%v", c.name, c.labels, v, ok, c.min, c.max)
 		}
 	}
@@ -231,7 +190,7 @@ func TestWatchStatusRevokeMetrics(t *testing.T) {
 		t.Errorf("a second --revoke: exit %d:\n%s", code, out)
 	}
 	fams = scrapeIn(t, srv, "127.0.0.1:9560")
-	if v, ok := metric(fams, "knockd_pending_openings", "door", "openSSH", "via", "command"); !ok || v != 0 {
+	if v, ok := metricstest.Value(fams, "knockd_pending_openings", "door", "openSSH", "via", "command"); !ok || v != 0 {
 		t.Errorf("pending openings after the revoke: %v (present %v), want 0", v, ok)
 	}
 	d.stop()

@@ -2,8 +2,6 @@ package knockd
 
 import (
 	"bytes"
-	"io"
-	"net/http"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -12,11 +10,8 @@ import (
 	"testing"
 	"time"
 
-	dto "github.com/prometheus/client_model/go"
-	"github.com/prometheus/common/expfmt"
-	"github.com/prometheus/common/model"
-
 	"github.com/knock-go/knock/internal/control"
+	"github.com/knock-go/knock/internal/metricstest"
 )
 
 const watchedDoor = `
@@ -42,46 +37,6 @@ func waitFile(t *testing.T, path, want string) {
 			t.Fatalf("%s holds %q, want %q", path, b, want)
 		}
 	}
-}
-
-// scrape reads /metrics and parses it with Prometheus's text parser.
-func scrape(t *testing.T, url string) map[string]*dto.MetricFamily {
-	t.Helper()
-	resp, err := http.Get(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(resp.Body)
-	parser := expfmt.NewTextParser(model.UTF8Validation)
-	fams, err := parser.TextToMetricFamilies(bytes.NewReader(body))
-	if err != nil {
-		t.Fatalf("parsing /metrics: %v\n%s", err, body)
-	}
-	return fams
-}
-
-// value returns the value of the family's series with these labels.
-func value(fams map[string]*dto.MetricFamily, name string, labels map[string]string) (float64, bool) {
-	f := fams[name]
-	if f == nil {
-		return 0, false
-	}
-next:
-	for _, m := range f.Metric {
-		for _, l := range m.Label {
-			if want, ok := labels[l.GetName()]; ok && want != l.GetValue() {
-				continue next
-			}
-		}
-		switch {
-		case m.Counter != nil:
-			return m.Counter.GetValue(), true
-		case m.Gauge != nil:
-			return m.Gauge.GetValue(), true
-		}
-	}
-	return 0, false
 }
 
 func TestFakeStatusRevokeMetrics(t *testing.T) {
@@ -136,19 +91,19 @@ func TestFakeStatusRevokeMetrics(t *testing.T) {
 	if m == nil {
 		t.Fatalf("no metrics line in:\n%s", f.stdout.String())
 	}
-	fams := scrape(t, m[1])
+	fams := metricstest.Get(t, nil, m[1])
 	for _, c := range []struct {
 		name   string
-		labels map[string]string
+		labels []string
 		want   float64
 	}{
-		{"knockd_openings_total", map[string]string{"door": "ssh"}, 1},
-		{"knockd_stages_total", map[string]string{"door": "ssh"}, 3},
-		{"knockd_pending_openings", map[string]string{"door": "ssh", "via": "command"}, 1},
+		{"knockd_openings_total", []string{"door", "ssh"}, 1},
+		{"knockd_stages_total", []string{"door", "ssh"}, 3},
+		{"knockd_pending_openings", []string{"door", "ssh", "via", "command"}, 1},
 		{"knockd_attempts_in_progress", nil, 1},
-		{"knockd_commands_total", map[string]string{"result": "started"}, 1},
+		{"knockd_commands_total", []string{"result", "started"}, 1},
 	} {
-		if got, ok := value(fams, c.name, c.labels); !ok || got != c.want {
+		if got, ok := metricstest.Value(fams, c.name, c.labels...); !ok || got != c.want {
 			t.Errorf("%s%v = %v (present %v), want %v", c.name, c.labels, got, ok, c.want)
 		}
 	}
