@@ -744,6 +744,10 @@ func (r *Runner) unlock() {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.lock != nil {
+		// Unlocked before it is closed: a child forked meanwhile holds a
+		// copy of the descriptor until it execs, and closing ours alone
+		// would leave the lock held for that moment.
+		unlockFile(r.lock)
 		r.lock.Close()
 		r.lock = nil
 	}
