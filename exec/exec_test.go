@@ -7,7 +7,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -15,25 +14,8 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/knock-go/knock/config"
+	"github.com/knock-go/knock/internal/klog/klogtest"
 )
-
-// logbook collects log lines.
-type logbook struct {
-	mu    sync.Mutex
-	lines []string
-}
-
-func (l *logbook) logf(format string, args ...any) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.lines = append(l.lines, fmt.Sprintf(format, args...))
-}
-
-func (l *logbook) get() []string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return append([]string(nil), l.lines...)
-}
 
 // waitFor polls cond for up to 10 s: commands are real processes.
 func waitFor(t *testing.T, what string, cond func() bool) {
@@ -72,8 +54,8 @@ func TestStartThenStopAfterTimeout(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
 	out := filepath.Join(dir, "out")
-	lb := &logbook{}
-	r, err := New(Options{Logf: lb.logf, StateDir: filepath.Join(dir, "state")})
+	lb := &klogtest.Lines{}
+	r, err := New(Options{Logf: lb.Logf, StateDir: filepath.Join(dir, "state")})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -96,7 +78,7 @@ func TestStartThenStopAfterTimeout(t *testing.T) {
 		"198.51.100.7: openSSH: command timeout",
 		"openSSH: running command: echo close 198.51.100.7 >> " + out,
 	}
-	if diff := cmp.Diff(want, lb.get()); diff != "" {
+	if diff := cmp.Diff(want, lb.Get()); diff != "" {
 		t.Errorf("log (-want +got):\n%s", diff)
 	}
 	if left := records(filepath.Join(dir, "state")); len(left) != 0 {
@@ -123,12 +105,12 @@ func TestIPv6CommandsAndFallback(t *testing.T) {
 
 func TestNonZeroStatusIsLogged(t *testing.T) {
 	t.Parallel()
-	lb := &logbook{}
-	r, _ := New(Options{Logf: lb.logf})
+	lb := &klogtest.Lines{}
+	r, _ := New(Options{Logf: lb.Logf})
 	r.Open(&config.Door{Name: "d", StartCommand: "exit 3"}, netip.MustParseAddr("198.51.100.7"), "198.51.100.7", time.Now())
 	r.Close(context.Background())
 	want := []string{"d: running command: exit 3", "d: command returned non-zero status code (3)"}
-	if diff := cmp.Diff(want, lb.get()); diff != "" {
+	if diff := cmp.Diff(want, lb.Get()); diff != "" {
 		t.Errorf("log (-want +got):\n%s", diff)
 	}
 	if st := r.Stats(); st.Failed != 1 {
@@ -181,8 +163,8 @@ func TestConcurrencyBound(t *testing.T) {
 
 func TestQueueFullIsCountedAndLogged(t *testing.T) {
 	t.Parallel()
-	lb := &logbook{}
-	r, _ := New(Options{Logf: lb.logf, MaxRunning: 1, MaxQueued: 2})
+	lb := &klogtest.Lines{}
+	r, _ := New(Options{Logf: lb.Logf, MaxRunning: 1, MaxQueued: 2})
 	d := &config.Door{Name: "d", StartCommand: "sleep 0.3"}
 	for i := 0; i < 10; i++ {
 		r.Open(d, netip.MustParseAddr("198.51.100.7"), "x", time.Now())
@@ -195,7 +177,7 @@ func TestQueueFullIsCountedAndLogged(t *testing.T) {
 	}
 	// One summary line, not one per refusal.
 	var summaries []string
-	for _, l := range lb.get() {
+	for _, l := range lb.Get() {
 		if strings.Contains(l, "refused") {
 			summaries = append(summaries, l)
 		}
@@ -242,8 +224,8 @@ func TestRecover(t *testing.T) {
 	}
 	os.WriteFile(filepath.Join(state, "1-1-3.stop.tmp"), []byte("{"), 0o600)
 
-	lb := &logbook{}
-	r2, _ := New(Options{StateDir: state, Logf: lb.logf})
+	lb := &klogtest.Lines{}
+	r2, _ := New(Options{StateDir: state, Logf: lb.Logf})
 	n, err := r2.Recover()
 	if err != nil || n != 2 {
 		t.Fatalf("Recover = %d, %v; want 2", n, err)
@@ -382,13 +364,13 @@ func TestStateIfPresent(t *testing.T) {
 	// In use by another: a warning, not a failure.
 	r1, _ := New(Options{StateDir: dir})
 	defer r1.Close(context.Background())
-	lb := &logbook{}
-	r2, err := New(Options{StateDir: dir, StateIfPresent: true, Logf: lb.logf})
+	lb := &klogtest.Lines{}
+	r2, err := New(Options{StateDir: dir, StateIfPresent: true, Logf: lb.Logf})
 	if err != nil {
 		t.Fatal(err)
 	}
 	r2.Close(context.Background())
-	if l := lb.get(); len(l) != 1 || !strings.Contains(l[0], "warning: not using state directory") {
+	if l := lb.Get(); len(l) != 1 || !strings.Contains(l[0], "warning: not using state directory") {
 		t.Errorf("log %q", l)
 	}
 }

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/knock-go/knock/config"
+	"github.com/knock-go/knock/internal/klog/klogtest"
 )
 
 var knocker = netip.MustParseAddr("198.51.100.7")
@@ -67,8 +68,8 @@ func TestPlantedRecordOfAnotherUserIsIgnored(t *testing.T) {
 	if err := os.Chown(path, 65534, 65534); err != nil {
 		t.Fatal(err)
 	}
-	lb := &logbook{}
-	r, err := New(Options{StateDir: state, Logf: lb.logf})
+	lb := &klogtest.Lines{}
+	r, err := New(Options{StateDir: state, Logf: lb.Logf})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -78,7 +79,7 @@ func TestPlantedRecordOfAnotherUserIsIgnored(t *testing.T) {
 		t.Errorf("the planted record ran: %q", got)
 	}
 	want := "ignoring a pending stop command: untrusted record: " + path + " is owned by uid 65534, not by this daemon's user (uid 0)"
-	if l := lb.get(); len(l) != 1 || l[0] != want {
+	if l := lb.Get(); len(l) != 1 || l[0] != want {
 		t.Errorf("log %q, want %q", l, want)
 	}
 }
@@ -97,8 +98,8 @@ func TestSymlinkRecordIsNotFollowed(t *testing.T) {
 	writeRecord(t, victim, record{Door: "d", Label: "x", Cmd: "echo planted >> " + out, Due: time.Now().Add(-time.Hour)})
 	before := readFile(t, victim)
 	os.Symlink(victim, filepath.Join(state, "1-1-1.stop"))
-	lb := &logbook{}
-	r, err := New(Options{StateDir: state, Logf: lb.logf})
+	lb := &klogtest.Lines{}
+	r, err := New(Options{StateDir: state, Logf: lb.Logf})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -132,7 +133,7 @@ func TestSymlinkRecordIsNotFollowed(t *testing.T) {
 	if got := readFile(t, live); got != "precious\n" {
 		t.Errorf("the file behind the swapped-in symlink changed: %q", got)
 	}
-	logged := strings.Join(lb.get(), "\n")
+	logged := strings.Join(lb.Get(), "\n")
 	if !strings.Contains(logged, "ignoring a pending stop command: untrusted record: "+filepath.Join(state, "1-1-1.stop")+" is a symbolic link") {
 		t.Errorf("the planted symlink was not logged:\n%s", logged)
 	}
@@ -217,8 +218,8 @@ func TestCommandLimitKillsTheProcessGroup(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
 	pidFile := filepath.Join(dir, "pid")
-	lb := &logbook{}
-	r, _ := New(Options{Logf: lb.logf, CommandLimit: 300 * time.Millisecond})
+	lb := &klogtest.Lines{}
+	r, _ := New(Options{Logf: lb.Logf, CommandLimit: 300 * time.Millisecond})
 	d := &config.Door{Name: "d", CmdTimeout: 100 * time.Millisecond,
 		StartCommand: "sleep 30 & echo $! > " + pidFile + "; wait",
 		StopCommand:  "sleep 30"}
@@ -230,7 +231,7 @@ func TestCommandLimitKillsTheProcessGroup(t *testing.T) {
 		t.Fatal("no pid written")
 	}
 	waitFor(t, "the start command's child to die", func() bool { return !alive(pid) })
-	logged := strings.Join(lb.get(), "\n")
+	logged := strings.Join(lb.Get(), "\n")
 	for _, want := range []string{
 		"d: start command still running after 0s, killed: sleep 30 & echo",
 		"d: stop command still running after 0s, killed; what it was to close may still be open: sleep 30",
@@ -288,8 +289,8 @@ func TestCloseDropsQueuedStartCommands(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
 	out := filepath.Join(dir, "out")
-	lb := &logbook{}
-	r, _ := New(Options{Logf: lb.logf, MaxRunning: 1})
+	lb := &klogtest.Lines{}
+	r, _ := New(Options{Logf: lb.Logf, MaxRunning: 1})
 	d := &config.Door{Name: "d", StartCommand: "echo start >> " + out + "; sleep 0.3"}
 	for i := 0; i < 11; i++ {
 		r.Open(d, knocker, "x", time.Now())
@@ -299,7 +300,7 @@ func TestCloseDropsQueuedStartCommands(t *testing.T) {
 	if got := readFile(t, out); got != "start\n" {
 		t.Errorf("start commands run: %q", got)
 	}
-	logged := strings.Join(lb.get(), "\n")
+	logged := strings.Join(lb.Get(), "\n")
 	if !strings.Contains(logged, "10 start commands not run: shutting down") {
 		t.Errorf("log:\n%s", logged)
 	}

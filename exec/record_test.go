@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/knock-go/knock/config"
+	"github.com/knock-go/knock/internal/klog/klogtest"
 )
 
 // TestRecordKind: a pending stop command's record says it is of kind
@@ -65,8 +66,8 @@ func TestRecoverKinds(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	lb := &logbook{}
-	r, err := New(Options{StateDir: state, Logf: lb.logf})
+	lb := &klogtest.Lines{}
+	r, err := New(Options{StateDir: state, Logf: lb.Logf})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -80,7 +81,7 @@ func TestRecoverKinds(t *testing.T) {
 		t.Errorf("commands run: %q, want only the old record's", got)
 	}
 	want := `ignoring pending record ` + filepath.Join(state, "1-1-4.stop") + `: it closes an opening of kind "bpf", which this version does not know; left in place`
-	if !slices.Contains(lb.get(), want) {
-		t.Errorf("log %q: want %q", lb.get(), want)
+	if !slices.Contains(lb.Get(), want) {
+		t.Errorf("log %q: want %q", lb.Get(), want)
 	}
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/google/go-cmp/cmp/cmpopts"
 
 	"github.com/knock-go/knock/config"
+	"github.com/knock-go/knock/internal/klog/klogtest"
 )
 
 func TestPendingAndRevoke(t *testing.T) {
@@ -20,8 +21,8 @@ func TestPendingAndRevoke(t *testing.T) {
 	dir := t.TempDir()
 	out := filepath.Join(dir, "out")
 	state := filepath.Join(dir, "state")
-	lb := &logbook{}
-	r, err := New(Options{Logf: lb.logf, StateDir: state})
+	lb := &klogtest.Lines{}
+	r, err := New(Options{Logf: lb.Logf, StateDir: state})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -71,7 +72,7 @@ func TestPendingAndRevoke(t *testing.T) {
 		t.Errorf("commands run (-want +got):\n%s", diff)
 	}
 	var revoked []string
-	for _, l := range lb.get() {
+	for _, l := range lb.Get() {
 		if strings.HasSuffix(l, ": revoked") {
 			revoked = append(revoked, l)
 		}

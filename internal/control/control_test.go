@@ -16,6 +16,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/knock-go/knock/internal/klog/klogtest"
 )
 
 type fakeHandler struct {
@@ -37,27 +39,10 @@ func (h *fakeHandler) Revoke(src netip.Addr, door string) []Opening {
 	return nil
 }
 
-type logbook struct {
-	mu    sync.Mutex
-	lines []string
-}
-
-func (l *logbook) logf(format string, args ...any) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.lines = append(l.lines, fmt.Sprintf(format, args...))
-}
-
-func (l *logbook) get() []string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return append([]string(nil), l.lines...)
-}
-
-func serve(t *testing.T, path string) (*Server, *fakeHandler, *logbook) {
+func serve(t *testing.T, path string) (*Server, *fakeHandler, *klogtest.Lines) {
 	t.Helper()
-	lb := &logbook{}
-	s, err := Listen(path, lb.logf)
+	lb := &klogtest.Lines{}
+	s, err := Listen(path, lb.Logf)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -227,11 +212,11 @@ func TestOtherUserRefused(t *testing.T) {
 		t.Errorf("the refused peer revoked %v", h.revokes)
 	}
 	found := false
-	for _, l := range lb.get() {
+	for _, l := range lb.Get() {
 		found = found || strings.HasPrefix(l, "control: refused a connection from uid 65534 (pid ")
 	}
 	if !found {
-		t.Errorf("log %q: want the refusal", lb.get())
+		t.Errorf("log %q: want the refusal", lb.Get())
 	}
 }
 

@@ -3,10 +3,12 @@
 package klogtest
 
 import (
+	"fmt"
 	"net"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -67,4 +69,26 @@ func (s *Syslog) Until(t testing.TB, last string) []string {
 			return got
 		}
 	}
+}
+
+// Lines collects the lines of a printf-style log function (Logf), such as
+// the Logf options of exec.Runner and control.Listen take. It is safe
+// for concurrent use.
+type Lines struct {
+	mu    sync.Mutex
+	lines []string
+}
+
+// Logf records one line.
+func (l *Lines) Logf(format string, args ...any) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.lines = append(l.lines, fmt.Sprintf(format, args...))
+}
+
+// Get returns the lines recorded so far.
+func (l *Lines) Get() []string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return append([]string(nil), l.lines...)
 }
