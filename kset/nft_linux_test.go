@@ -123,7 +123,7 @@ func TestAddBothFamiliesAndReknock(t *testing.T) {
 			got = append(got, e)
 		}
 	}
-	if len(got) != 1 || !strings.Contains(got[0], "timeout 1h") || !strings.Contains(got[0], "expires 59m") {
+	if len(got) != 1 || !strings.Contains(got[0], "timeout 1h") || !expiresWithin(got[0], 59*time.Minute, time.Hour) {
 		t.Errorf("after the re-knock, 198.18.0.2 is %q: want one element with timeout 1h expiring in 59m...", got)
 	}
 }
@@ -215,13 +215,26 @@ func TestNeverShorterNFT(t *testing.T) {
 		s.Open(short, netip.MustParseAddr("198.18.0.9"), "", time.Now())
 		s.Close(context.Background())
 		es := elements(t, n, "ssh4")
-		if got := matching(es, "198.18.0.2 "); len(got) != 1 || !strings.Contains(got[0], "expires 59m") {
+		if got := matching(es, "198.18.0.2 "); len(got) != 1 || !expiresWithin(got[0], 59*time.Minute, time.Hour) {
 			t.Errorf("after knocks on %v, 198.18.0.2 is %q: want one element expiring in 59m...", names(ds), got)
 		}
-		if got := matching(es, "198.18.0.9 "); len(got) != 1 || !strings.Contains(got[0], "timeout 2h expires 1h59m") {
+		if got := matching(es, "198.18.0.9 "); len(got) != 1 || !strings.Contains(got[0], "timeout 2h ") || !expiresWithin(got[0], 119*time.Minute, 2*time.Hour) {
 			t.Errorf("after a knock on short, 198.18.0.9 is %q: want its 2h left as they were", got)
 		}
 	}
+}
+
+// expiresWithin reports whether nft lists element e as expiring in more
+// than lo and at most hi: "expires 59m59s990ms", or "expires 1h" when it
+// is listed within the millisecond it was put.
+func expiresWithin(e string, lo, hi time.Duration) bool {
+	_, left, ok := strings.Cut(e, "expires ")
+	if !ok {
+		return false
+	}
+	left, _, _ = strings.Cut(left, " ")
+	d, err := time.ParseDuration(left)
+	return err == nil && d > lo && d <= hi
 }
 
 func matching(es []string, prefix string) []string {
