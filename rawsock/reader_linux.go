@@ -5,6 +5,7 @@ package rawsock
 import (
 	"errors"
 	"fmt"
+	"runtime"
 	"time"
 
 	"github.com/knock-go/knock/capture"
@@ -232,6 +233,12 @@ func (bt *batcher) flush() bool {
 	select {
 	case bt.r.out <- bt.b:
 		bt.b = nil
+		// The send made the matcher ready to run on this thread's
+		// processor, which the reader would keep, waiting in poll(2)
+		// (a system call), until another thread is woken to take the
+		// matcher over: tens of microseconds on a virtual machine.
+		// Yielding runs it now.
+		runtime.Gosched()
 		return true
 	case <-bt.r.ctx.Done():
 		return false

@@ -129,6 +129,7 @@ func TestNFTSetDoor(t *testing.T) {
 
 	knockFrom(t, l.cli, knockBin, "-6", srv6, "7000", "8000", "9000")
 	waitOutput(t, d, fmt.Sprintf("openSSH: adding %s to nft set inet knockd ssh6 for 3 s", cli6), 1)
+	addedAfterOpen(t, d.output())
 	c = waitConnect(t, l.cli, service6, "over IPv6 after the knock")
 	c.Close()
 	if _, ok := expires(t, l, "ssh6", cli4); ok {
@@ -360,7 +361,70 @@ func TestSetsOutsideCommandLimits(t *testing.T) {
 			t.Errorf("198.18.5.%d is not in the set", i+1)
 		}
 	}
+	addedAfterOpen(t, d.output())
 	if got := strings.Count(d.output(), "crowd: running command: sleep 5"); got >= n {
 		t.Errorf("%d start commands ran, want fewer than %d (MaxCommands = 1, each holding its slot for 5 s)", got, n)
+	}
+}
+
+// addedAfterOpen checks that each "DOOR: adding IP to ..." line comes
+// after a "IP: DOOR: OPEN SESAME" line that it follows: the sets start
+// adding as soon as the matcher finds the opening, before its lines are
+// written, and their lines must not come first.
+func addedAfterOpen(t *testing.T, out string) {
+	t.Helper()
+	if line, n := addedBeforeOpen(out); line != "" {
+		t.Errorf("%q comes before its OPEN SESAME line:\n%s", line, out)
+	} else if n == 0 {
+		t.Errorf("no adding line in the output:\n%s", out)
+	}
+}
+
+// addedBeforeOpen returns the first adding line of out that has no OPEN
+// SESAME line of its own before it, and the number of adding lines.
+func addedBeforeOpen(out string) (string, int) {
+	opened := map[string]int{} // "IP: DOOR" → OPEN SESAME lines so far
+	added := map[string]int{}  // "IP: DOOR SET" → adding lines so far
+	n := 0
+	for _, line := range strings.Split(out, "\n") {
+		if i := strings.Index(line, ": OPEN SESAME"); i >= 0 {
+			f := strings.Fields(line[:i]) // [time...] IP: DOOR
+			if len(f) >= 2 {
+				opened[f[len(f)-2]+" "+f[len(f)-1]]++
+			}
+			continue
+		}
+		door, rest, ok := strings.Cut(line, ": adding ")
+		if !ok {
+			continue
+		}
+		n++
+		ip, set, _ := strings.Cut(rest, " ")
+		door = door[strings.LastIndex(door, " ")+1:] // after a time stamp, if any
+		k := ip + ": " + door
+		if added[k+" "+set]++; added[k+" "+set] > opened[k] {
+			return line, n
+		}
+	}
+	return "", n
+}
+
+func TestAddedBeforeOpen(t *testing.T) {
+	for _, c := range []struct {
+		out  string
+		bad  string
+		seen int
+	}{
+		{"198.18.0.2: ssh: Stage 1\n198.18.0.2: ssh: OPEN SESAME\nssh: adding 198.18.0.2 to nft set inet knockd ssh4 for 3 s\n", "", 1},
+		{"[2026-12-02 03:00] 198.18.0.2: ssh: OPEN SESAME\n[2026-12-02 03:00] ssh: adding 198.18.0.2 to ipset k for 3 s\n", "", 1},
+		{"ssh: adding 198.18.0.2 to nft set inet knockd ssh4 for 3 s\n198.18.0.2: ssh: OPEN SESAME\n", "ssh: adding 198.18.0.2 to nft set inet knockd ssh4 for 3 s", 1},
+		{"198.18.0.3: ssh: OPEN SESAME\nssh: adding 198.18.0.2 to nft set inet knockd ssh4 for 3 s\n", "ssh: adding 198.18.0.2 to nft set inet knockd ssh4 for 3 s", 1},
+		{"198.18.0.2: ssh: OPEN SESAME\nssh: adding 198.18.0.2 to x for 3 s\nssh: adding 198.18.0.2 to x for 3 s\n", "ssh: adding 198.18.0.2 to x for 3 s", 2},
+		{"198.18.0.2: ssh: OPEN SESAME\n", "", 0},
+		{"198.18.0.2: ssh: OPEN SESAME\nssh: adding 198.18.0.2 to x for 3 s\nssh: adding 198.18.0.2 to ipset y for 3 s\n", "", 2},
+	} {
+		if bad, seen := addedBeforeOpen(c.out); bad != c.bad || seen != c.seen {
+			t.Errorf("addedBeforeOpen(%q) = %q, %d; want %q, %d", c.out, bad, seen, c.bad, c.seen)
+		}
 	}
 }
