@@ -29,10 +29,13 @@ import (
 // or an ipset, by our daemon's NFT_Set and IPSet doors (netlink, nothing
 // forked) and by a shell Start_Command running nft or ipset, in our
 // daemon and in knockd 0.8. The element's arrival in an nftables set is
-// stamped by an nftables monitor (NFT_MSG_NEWSETELEM notifications, on a
-// netlink socket of this command in the server namespace), so the time is
-// the kernel's commit, not a poll's; ipsets send no notifications, and
-// are polled every ipsetPoll (a test for the crowd's last source).
+// stamped by its NFT_MSG_NEWSETELEM notification, on netlink sockets of
+// this command in the server namespace, so the time is the kernel's
+// commit, not a poll's: a timed opening's by latProbe, which reads them
+// without sleeping, and also by an nftables monitor, which sleeps until
+// one comes (nftWatcher), the crowd's by the monitor. ipsets send no
+// notifications, and are polled every ipsetPoll (a test for the crowd's
+// last source).
 const (
 	ksetTable   = "kbench"
 	ksetLatPort = 6200
@@ -82,10 +85,14 @@ func (v ksetVariant) opening(set string) string {
 // ksetResult is one variant's figures.
 type ksetResult struct {
 	v ksetVariant
-	// Latency: knock sent → element in the set, sorted; nil for
-	// ipsets (not measured: no notification to stamp it by).
+	// Latency: knock sent → element in the set, stamped by latProbe,
+	// sorted; nil for ipsets (not measured: no notification to stamp it
+	// by).
 	lat       []time.Duration
 	latMissed int
+	// The same, stamped by the nftables monitor, whose goroutine sleeps
+	// until a notification wakes it (latProbe says why lat is not).
+	latMonitor []time.Duration
 	// Crowd.
 	crowd     int           // sources, each sending the two knocks
 	sent      floodResult   // the generator's
@@ -214,26 +221,38 @@ func ksetRun(ctx context.Context, o options, e *env, v ksetVariant, bin string) 
 	// Latency: one knock at a time, each from an address of its own, so
 	// that each is a new element.
 	if v.nft() {
+		probe, err := newLatProbe(nsFd)
+		if err != nil {
+			return nil, err
+		}
 		logf("%v: %d timed openings, %v apart", v, o.ksetOpenings, o.latencyGap)
 		for i := range o.ksetOpenings {
 			src := latKnocker(i)
 			plan.port, plan.knocks = ksetLatPort, map[int]knock{0: {src, ksetLatPort}}
+			probe.drain()
 			var sent atomic.Int64
 			g, err := tx.flood(ctx, plan, &sent)
 			if err != nil {
+				probe.close()
 				return nil, err
 			}
-			at, ok := w.(*nftWatcher).wait(ctx, src, 2*time.Second)
+			at, ok := probe.wait(ctx, "lat4", src, 2*time.Second)
 			if !ok {
 				res.latMissed++
 			} else {
 				res.lat = append(res.lat, at.Sub(g.start))
 			}
+			if at, ok := w.(*nftWatcher).wait(ctx, src, 2*time.Second); ok {
+				res.latMonitor = append(res.latMonitor, at.Sub(g.start))
+			}
 			if err := sleep(ctx, o.latencyGap); err != nil {
+				probe.close()
 				return nil, err
 			}
 		}
+		probe.close()
 		slices.Sort(res.lat)
+		slices.Sort(res.latMonitor)
 	}
 
 	// The crowd: every source knocks the two ports, paced so that all

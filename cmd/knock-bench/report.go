@@ -309,6 +309,16 @@ func (r *report) printKsets(w io.Writer) {
 		fmt.Fprintln(w)
 		fmt.Fprintln(w)
 	}
+	var mon []string
+	for _, x := range r.ksets {
+		if len(x.latMonitor) > 0 {
+			mon = append(mon, fmt.Sprintf("%v %s / %s", x.v, ms(quantile(x.latMonitor, 0.5)), ms(quantile(x.latMonitor, 0.99))))
+		}
+	}
+	if len(mon) > 0 {
+		fmt.Fprintf(w, "The latencies above are stamped by a probe that reads the notifications as they come, without sleeping; "+
+			"stamped by an nftables monitor that sleeps until each wakes it (its own wake-up counted in), median / p99, ms: %s.\n\n", strings.Join(mon, "; "))
+	}
 }
 
 // processed is what the kernel delivered to the daemon.
