@@ -147,10 +147,15 @@
 //     -kset-openings (200) knocks, one at a time, -opening-gap apart,
 //     each a raw frame from an address of its own (198.18.2.0/23), timed
 //     from just before the frame's send to the arrival of the element's
-//     NFT_MSG_NEWSETELEM notification at an nftables monitor of this
-//     command in the server namespace (google/nftables; socket buffer
-//     64 MiB, so that a crowd's notifications are not lost, which the
-//     table would say). The crowd: -kset-crowd (10,000) sources from
+//     NFT_MSG_NEWSETELEM notification in the server namespace, as read by
+//     a probe on the timing goroutine, which reads the notifications
+//     without sleeping (recvfrom MSG_DONTWAIT, sched_yield between
+//     reads) until the knocker's comes, so that no wake-up of this
+//     command's counts as the daemon's; the same notification's arrival
+//     at an nftables monitor (google/nftables, a goroutine that sleeps
+//     until it comes; socket buffer 64 MiB, so that a crowd's
+//     notifications are not lost, which the table would say) is printed
+//     below the table. The crowd: -kset-crowd (10,000) sources from
 //     198.19.0.0/16 each send the two knocks, paced over one second; the
 //     time is from the first frame to the last source's element (nft:
 //     its notification; ipset: a test for the last source every
