@@ -475,11 +475,11 @@ type item struct {
 
 // emit runs on the matcher's goroutine: it thins out stage and timeout
 // lines under a flood and hands the rest to act without blocking on DNS
-// or commands. An opening goes to the sets at once, after its action
-// (whose OPEN SESAME line must come before theirs): each has a worker
-// that adds the knocker without waiting for act to have written the lines before
-// it, which on a two-CPU machine is a third of the time from the knock to
-// the kernel's set.
+// or commands. An opening also goes to the sets at once, right after its
+// action: their workers add the knocker without waiting for act to wake
+// up and write the lines before it (a third of the time from the knock to
+// the element, on a two-CPU virtual machine), and their own lines go
+// through act too, after that action's OPEN SESAME (setLine).
 func (d *daemon) emit(acts []match.Action) {
 	d.count.count(acts)
 	for _, a := range acts {
